@@ -1,0 +1,1 @@
+"""Host-side export (issue 5): PyTorch models to ONNX and TensorRT, with INT8 calibration."""

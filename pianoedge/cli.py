@@ -1,0 +1,99 @@
+"""The one console script, ``pianoedge``: every tool behind the same flags.
+
+Commands import their modules lazily, so ``pianoedge --help`` and the runtime commands never pull in
+host-only packages (torch, music21).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import PianoedgeError
+
+
+def _progress(total: int, unit: str, desc: str):
+    """A tqdm bar (rate and ETA) when tqdm is installed, else nothing."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from pianoedge.notes import read_notes
+    from pianoedge.studio import take
+
+    overrides = {"view": args.view, "piano": args.piano, "fps": args.fps}
+    if args.resolution:
+        try:
+            w, h = (int(v) for v in args.resolution.lower().split("x"))
+        except ValueError:
+            raise PianoedgeError(f"--resolution {args.resolution!r}: write it as WIDTHxHEIGHT, e.g. 1280x720") from None
+        overrides.update(width=w, height=h)
+    if args.generate:
+        if args.midi:
+            raise PianoedgeError("give MIDI files or --generate N, not both")
+        from pianoedge.studio import dataset
+
+        bar = _progress(args.generate, "take", "rendering")
+        paths = dataset.build(args.output, args.generate, args.seconds, args.seed, args.workers, bar)
+        if bar is not None:
+            bar.close()
+        print(f"wrote {len(paths)} takes to {args.output}")
+        return 0
+    if not args.midi:
+        raise PianoedgeError("give at least one MIDI file, or --generate N to build a training set from music")
+    performances = [(Path(m), read_notes(m)) for m in args.midi]  # read all first: fail before rendering anything
+    for index, (midi, notes) in enumerate(performances):
+        bar = _progress(None, "frame", midi.stem)
+        video = take.render_take(notes, args.output, midi.stem, args.seed + index, source=midi.name,
+                                 num_keys=args.keys, progress=bar, **overrides)
+        if bar is not None:
+            bar.close()
+        print(f"wrote {video} (+ .mid .json .npz)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pianoedge", description="Muted piano video in; MIDI with velocities and audio out.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    synth = sub.add_parser("synth", help="render MIDI performances into labelled piano video (the studio)",
+                           description="Render each MIDI file into a take (NAME.mp4/.mid/.json/.npz), or with "
+                                       "--generate N a whole training set from the music21 corpus and exercises.")
+    synth.add_argument("midi", nargs="*", metavar="MIDI", help="MIDI performances to render")
+    synth.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for the takes")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
+    synth.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: random among sizes that fit)")
+    synth.add_argument("--view", choices=("overhead", "stand", "oblique", "yawed"), help="camera position (default: random)")
+    synth.add_argument("--piano", choices=("acoustic", "digital"), help="instrument (default: random)")
+    synth.add_argument("--resolution", metavar="WxH", help="frame size, e.g. 1280x720 (default: random 480p..1080p)")
+    synth.add_argument("--fps", type=float, help="frame rate (default: random 24..60)")
+    synth.add_argument("--generate", type=int, metavar="N", help="build N takes from corpus pieces and exercises")
+    synth.add_argument("--seconds", type=float, default=20.0, help="length of each generated take (default 20)")
+    synth.add_argument("--workers", type=int, help="parallel renderers for --generate (default: one per core)")
+    synth.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except PianoedgeError as exc:
+        if args.debug:
+            raise
+        print(f"pianoedge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pianoedge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The studio (host only): renders MIDI performances into labelled camera video of hands playing a piano."""

@@ -1,0 +1,201 @@
+"""Two hands that play the notes: fingering, hand travel, strikes scaled by velocity, hovering fingers.
+
+Each note is given to a hand (its tag, else by pitch) and a finger; the hand's knuckle line glides
+to where its next chord lies just before the strike; the striking finger lifts (higher for a louder
+note), comes down with the key and rests on it until release, while the other fingers hover a few
+millimetres above their keys: the hard negatives of the seed paper.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pianoedge import keys as K
+from pianoedge.notes import Note
+
+from .motion import travel_time
+from .render import Blob, Capsule
+from .scene import KEY_PIVOT_MM
+
+FINGERS = 5  # 0 thumb .. 4 little finger
+TIP_OFFSET_MM = np.array([-50.0, -25.0, 0.0, 21.0, 40.0])  # right hand, fingertip x at rest from the middle knuckle
+KNUCKLE_OFFSET_MM = np.array([-38.0, -28.0, -8.0, 12.0, 30.0])
+KNUCKLE_BACK_MM = np.array([55.0, 4.0, 0.0, 3.0, 10.0])  # thumb base lies well behind the knuckle line
+PHALANX_MM = np.array([[32, 30, 0], [44, 26, 20], [48, 29, 22], [45, 28, 21], [36, 21, 19]], float)
+RADIUS_MM = np.array([10.5, 9.2, 9.4, 8.9, 8.0])
+CHORD_S = 0.04  # onsets closer than this form one chord
+PREP_S = 0.12  # the finger lifts this long before touching the key
+KNUCKLE_HEIGHT_MM = 48.0
+
+
+@dataclass
+class FingerNote:
+    note: Note
+    key_x: float
+    key_y: float
+    key_z: float
+    touch: float  # time the finger meets the key
+
+
+def _smooth(s):
+    s = np.clip(s, 0.0, 1.0)
+    return s * s * (3 - 2 * s)
+
+
+class Hand:
+    """One hand's plan: keyframes of the knuckle line and the notes of each finger."""
+
+    def __init__(self, side: str, notes: list[Note], layout: K.KeyboardLayout, scale: float, hover_mm: float,
+                 rng: np.random.Generator, duration: float):
+        self.side = side
+        self.sign = 1.0 if side == "right" else -1.0
+        self.scale = scale
+        self.hover = hover_mm
+        self.layout = layout
+        self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
+        self.hover_phase = rng.uniform(0, 2 * np.pi, FINGERS)
+        self.hover_level = rng.uniform(0.5, 1.3, FINGERS) * hover_mm
+        self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
+        self._plan(notes, rng, duration)
+
+    def _tips(self) -> np.ndarray:
+        return self.sign * TIP_OFFSET_MM * self.scale
+
+    def _key_point(self, pitch: int, rng: np.random.Generator) -> tuple[float, float, float]:
+        span = self.layout.key(pitch)
+        x = span.centre * K.WHITE_KEY_PITCH_MM + rng.normal(0, 1.5)
+        if span.black:
+            return x, float(rng.uniform(95, 130)), K.BLACK_KEY_HEIGHT_MM
+        return x, float(rng.uniform(15, 45)), 0.0
+
+    def _plan(self, notes: list[Note], rng: np.random.Generator, duration: float) -> None:
+        chords: list[list[Note]] = []
+        for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
+            if chords and n.start - chords[-1][0].start < CHORD_S:
+                chords[-1].append(n)
+            else:
+                chords.append([n])
+        x = (self.layout.num_white / 2 + self.sign * 6) * K.WHITE_KEY_PITCH_MM
+        if chords:
+            x = self.layout.key(chords[0][0].pitch).centre * K.WHITE_KEY_PITCH_MM
+        y = -25.0
+        busy_until = np.full(FINGERS, -1.0)
+        last = 0.0
+        self.keyframes.append((-1.0, x, y, 0.0))
+        tips = self._tips()
+        for chord in chords:
+            touch = min(n.start - travel_time(n.velocity) for n in chord)
+            self._wander(last, touch - 0.5, rng)
+            points = [self._key_point(n.pitch, rng) for n in chord]
+            xs = np.array([p[0] for p in points])
+            order = np.argsort(xs * self.sign)  # thumb side first
+            free = [f for f in range(FINGERS) if busy_until[f] < touch]
+            if len(chord) == 1:
+                distance = np.abs(x + tips - xs[0])
+                choice = [min(free or range(FINGERS), key=lambda f: distance[f])]
+                if distance[choice[0]] > 18 * self.scale:  # out of easy reach: move the hand
+                    choice = [2 if 2 in free or not free else free[len(free) // 2]]
+            else:
+                m = min(len(chord), FINGERS)
+                span = abs(xs.max() - xs.min())
+                choice = list(np.round(np.linspace(0, 4, m)).astype(int)) if span > 70 else list(range(1, m + 1)) if m < 5 else list(range(5))
+            targets = {}
+            for rank, idx in enumerate(order[: len(choice)]):
+                targets[choice[rank]] = idx
+            fx = np.array([xs[i] - tips[f] for f, i in targets.items()])
+            new_x = float(fx.mean())
+            new_y = float(np.mean([points[i][1] for i in targets.values()])) - 62 * self.scale
+            move = float(np.clip(abs(new_x - x) / 700 + 0.06, 0.06, 0.35))
+            self.keyframes.append((touch - PREP_S * 0.5, new_x, new_y, move))
+            x, y = new_x, new_y
+            for f, i in targets.items():
+                n = chord[i]
+                self.fingers[f].append(FingerNote(n, *points[i], n.start - travel_time(n.velocity)))
+                busy_until[f] = n.end + 0.05
+            last = max(n.end for n in chord)
+        self._wander(last, duration, rng)
+        self.keyframes.sort(key=lambda k: k[0])
+        self._arrive = np.array([k[0] for k in self.keyframes])
+
+    def _wander(self, start: float, end: float, rng: np.random.Generator) -> None:
+        """Hands drift and hover over the keys in long gaps, without pressing."""
+        t = start + 0.4
+        while t < end - 0.3:
+            _, x, y, _ = self.keyframes[-1]
+            self.keyframes.append((t, float(x + rng.normal(0, 45)), float(np.clip(y + rng.normal(0, 15), -60, 20)), 0.35))
+            t += float(rng.uniform(0.5, 1.0))
+
+    def knuckle_anchor(self, t: float) -> tuple[float, float]:
+        k = int(np.searchsorted(self._arrive, t, side="right"))
+        if k >= len(self.keyframes):
+            return self.keyframes[-1][1], self.keyframes[-1][2]
+        arrive, x1, y1, move = self.keyframes[k]
+        _, x0, y0, _ = self.keyframes[k - 1] if k > 0 else self.keyframes[0]
+        s = _smooth((t - (arrive - move)) / move) if move > 0 else 1.0
+        return x0 + (x1 - x0) * s, y0 + (y1 - y0) * s
+
+    def _finger_tip(self, f: int, t: float, anchor: tuple[float, float], depth_of) -> np.ndarray:
+        s = self.scale
+        hover = self.hover_level[f] * (1 + 0.25 * np.sin(2 * np.pi * 0.7 * t + self.hover_phase[f]))
+        rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (60 - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
+        for fn in reversed(self.fingers[f]):
+            if fn.touch - PREP_S <= t < fn.note.end + 0.08:
+                key = np.array([fn.key_x, fn.key_y, fn.key_z + RADIUS_MM[f] * 0.8])
+                lift = 8 + 32 * fn.note.velocity / 127
+                if t < fn.touch:  # lift, then strike
+                    s = (t - (fn.touch - PREP_S)) / PREP_S
+                    pos = rest + (key - rest) * _smooth(s * 2)
+                    pos[2] = key[2] + lift * np.sin(np.pi * min(s * 1.25, 1.0)) * (1 - s) ** 0.5 if s < 1 else key[2]
+                    return pos
+                if t < fn.note.end:
+                    dip = depth_of(fn.note.pitch, t) * K.KEY_TRAVEL_MM * (KEY_PIVOT_MM - fn.key_y) / KEY_PIVOT_MM
+                    return key - np.array([0, 0, dip])
+                return key + (rest - key) * _smooth((t - fn.note.end) / 0.08)
+        return rest
+
+    def geometry(self, t: float, depth_of, skin: np.ndarray, sleeve: np.ndarray | None, crossing: bool) -> tuple[list[Capsule], list[Blob]]:
+        """The hand's capsules and palm at time ``t``; ``depth_of(pitch, t)`` gives key depth."""
+        s = self.scale
+        ax, ay = self.knuckle_anchor(t)
+        az = KNUCKLE_HEIGHT_MM * s + (35 if crossing else 0)
+        caps: list[Capsule] = []
+        knuckles = []
+        for f in range(FINGERS):
+            base = np.array([ax + self.sign * KNUCKLE_OFFSET_MM[f] * s, ay - KNUCKLE_BACK_MM[f] * s, az - (14 if f == 0 else 0)])
+            knuckles.append(base)
+            tip = self._finger_tip(f, t, (ax, ay), depth_of)
+            caps += self._finger(base, tip, PHALANX_MM[f] * s, RADIUS_MM[f] * s, skin * (1 + 0.03 * (f - 2) / 2))
+        wrist = np.array([ax + self.sign * 4, ay - 92 * s, az - 4])
+        elbow = wrist + np.array([self.sign * 70, -260, 70])
+        edge = np.array([self.sign * 9 * s, 0, 0])
+        palm = [knuckles[1] - edge + [0, 0, 8], knuckles[4] + edge + [0, 0, 6], wrist + [self.sign * 34 * s, 0, 6],
+                wrist + [-self.sign * 32 * s, 0, 6], knuckles[0] - edge + [0, 0, 4], (knuckles[1] + knuckles[4]) / 2 + [0, 0, 14]]
+        cuff = wrist + (elbow - wrist) * 0.18
+        caps.append(Capsule(wrist, cuff, 27 * s, skin))
+        caps.append(Capsule(cuff, elbow, 34 * s, sleeve if sleeve is not None else skin))
+        return caps, [Blob(np.array(palm), skin)]
+
+    @staticmethod
+    def _finger(base: np.ndarray, tip: np.ndarray, lengths: np.ndarray, radius: float, colour: np.ndarray) -> list[Capsule]:
+        """Bend a finger from its knuckle to its tip (two-link IK, joints bulging upwards)."""
+        l1, l2 = lengths[0], lengths[1] + lengths[2]
+        v = tip - base
+        d = float(np.linalg.norm(v))
+        if d > (l1 + l2) * 0.995:
+            tip = base + v * ((l1 + l2) * 0.995 / d)
+            v, d = tip - base, (l1 + l2) * 0.995
+        u = v / d
+        up = np.array([0, 0, 1.0]) - u[2] * u
+        up /= np.linalg.norm(up) + 1e-9
+        cos_a = np.clip((l1**2 + d**2 - l2**2) / (2 * l1 * d), -1, 1)
+        joint = base + l1 * (cos_a * u + np.sqrt(1 - cos_a**2) * up)
+        if lengths[2] == 0:  # thumb: two bones
+            return [Capsule(base, joint, radius * 1.05, colour), Capsule(joint, tip, radius, colour)]
+        mid = joint + (tip - joint) * (lengths[1] / l2) + up * 3
+        return [Capsule(base, joint, radius, colour), Capsule(joint, mid, radius * 0.93, colour), Capsule(mid, tip, radius * 0.85, colour)]
+
+
+def assign_hands(notes: list[Note]) -> list[Note]:
+    """Notes without a hand tag go to the left hand below middle C, else the right."""
+    return [n if n.hand else replace(n, hand="left" if n.pitch < 60 else "right") for n in notes]
