@@ -23,7 +23,7 @@ _BLACK_PITCH_CLASSES = frozenset({1, 3, 6, 8, 10})
 
 # Physical dimensions in millimetres (standard acoustic/digital action).
 WHITE_KEY_PITCH_MM = 23.5  # centre-to-centre spacing of white keys (7 per 164.5 mm octave)
-WHITE_KEY_GAP_MM = 1.0  # gap between neighbouring white keys
+WHITE_KEY_GAP_MM = 1.5  # visible gap between white keys (1 mm slot plus the rounded top edges)
 WHITE_KEY_LENGTH_MM = 150.0  # visible length, front edge to fallboard
 WHITE_KEY_FRONT_MM = 16.0  # thickness of the key's front face
 BLACK_KEY_WIDTH_MM = 13.7  # nominal; the real spans below vary slightly by position

@@ -8,6 +8,7 @@ millimetres above their keys: the hard negatives of the seed paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import combinations
 
 import numpy as np
 
@@ -21,8 +22,8 @@ from .scene import KEY_PIVOT_MM
 FINGERS = 5  # 0 thumb .. 4 little finger
 TIP_OFFSET_MM = np.array([-50.0, -25.0, 0.0, 21.0, 40.0])  # right hand, fingertip x at rest from the middle knuckle
 KNUCKLE_OFFSET_MM = np.array([-38.0, -28.0, -8.0, 12.0, 30.0])
-KNUCKLE_BACK_MM = np.array([55.0, 4.0, 0.0, 3.0, 10.0])  # thumb base lies well behind the knuckle line
-PHALANX_MM = np.array([[32, 30, 0], [44, 26, 20], [48, 29, 22], [45, 28, 21], [36, 21, 19]], float)
+KNUCKLE_BACK_MM = np.array([42.0, 4.0, 0.0, 3.0, 10.0])  # the thumb's base (CMC joint) lies behind the knuckle line
+PHALANX_MM = np.array([[46, 32, 26], [44, 26, 20], [48, 29, 22], [45, 28, 21], [36, 21, 19]], float)  # thumb from its metacarpal
 RADIUS_MM = np.array([10.5, 9.2, 9.4, 8.9, 8.0])
 CHORD_S = 0.04  # onsets closer than this form one chord
 PREP_S = 0.12  # the finger lifts this long before touching the key
@@ -81,39 +82,42 @@ class Hand:
             x = self.layout.key(chords[0][0].pitch).centre * K.WHITE_KEY_PITCH_MM
         y = -25.0
         busy_until = np.full(FINGERS, -1.0)
+        holding: dict[int, tuple[float, float]] = {}  # finger -> (key x, key y) of the note it holds
+        ends: list[float] = []
         last = 0.0
         self.keyframes.append((-1.0, x, y, 0.0))
         tips = self._tips()
         for chord in chords:
             touch = min(n.start - travel_time(n.velocity) for n in chord)
             self._wander(last, touch - 0.5, rng)
+            held = {f: holding[f] for f in range(FINGERS) if busy_until[f] >= touch}
+            free = [f for f in range(FINGERS) if f not in held]
             points = [self._key_point(n.pitch, rng) for n in chord]
-            xs = np.array([p[0] for p in points])
-            order = np.argsort(xs * self.sign)  # thumb side first
-            free = [f for f in range(FINGERS) if busy_until[f] < touch]
-            if len(chord) == 1:
-                distance = np.abs(x + tips - xs[0])
-                choice = [min(free or range(FINGERS), key=lambda f: distance[f])]
-                if distance[choice[0]] > 18 * self.scale:  # out of easy reach: move the hand
-                    choice = [2 if 2 in free or not free else free[len(free) // 2]]
-            else:
-                m = min(len(chord), FINGERS)
-                span = abs(xs.max() - xs.min())
-                choice = list(np.round(np.linspace(0, 4, m)).astype(int)) if span > 70 else list(range(1, m + 1)) if m < 5 else list(range(5))
-            targets = {}
-            for rank, idx in enumerate(order[: len(choice)]):
-                targets[choice[rank]] = idx
-            fx = np.array([xs[i] - tips[f] for f, i in targets.items()])
-            new_x = float(fx.mean())
-            new_y = float(np.mean([points[i][1] for i in targets.values()])) - 62 * self.scale
+            order = np.argsort([p[0] * self.sign for p in points])[: len(free)]  # thumb side first
+            xs = np.array([points[i][0] for i in order])
+
+            def cost(combo: tuple[int, ...]) -> float:
+                anchors = np.concatenate([xs - tips[list(combo)], [hx - tips[f] for f, (hx, _) in held.items()]])
+                return float(anchors.var() * 4 + (anchors.mean() - x) ** 2 * 0.05)
+
+            # fingers in keyboard order, chosen so that held and new notes are all within reach
+            combo = min(combinations(free, len(order)), key=cost)
+            targets = {f: int(i) for f, i in zip(combo, order)}
+            anchors = [points[i][0] - tips[f] for f, i in targets.items()] + [hx - tips[f] for f, (hx, _) in held.items()]
+            ys = [points[i][1] for i in targets.values()] + [hy for hx, hy in held.values()]
+            new_x = float(np.mean(anchors))
+            new_y = float(np.mean(ys)) - 62 * self.scale
             move = float(np.clip(abs(new_x - x) / 700 + 0.06, 0.06, 0.35))
-            self.keyframes.append((touch - PREP_S * 0.5, new_x, new_y, move))
+            released = max((e for e in ends if e <= touch), default=-1.0)  # the hand leaves only after releasing
+            self.keyframes.append((max(touch - PREP_S * 0.5, released + move), new_x, new_y, move))
             x, y = new_x, new_y
             for f, i in targets.items():
                 n = chord[i]
                 self.fingers[f].append(FingerNote(n, *points[i], n.start - travel_time(n.velocity)))
                 busy_until[f] = n.end + 0.05
-            last = max(n.end for n in chord)
+                holding[f] = points[i][:2]
+                ends.append(n.end)
+            last = max(last, max(n.end for n in chord))
         self._wander(last, duration, rng)
         self.keyframes.sort(key=lambda k: k[0])
         self._arrive = np.array([k[0] for k in self.keyframes])
@@ -163,9 +167,10 @@ class Hand:
         knuckles = []
         for f in range(FINGERS):
             base = np.array([ax + self.sign * KNUCKLE_OFFSET_MM[f] * s, ay - KNUCKLE_BACK_MM[f] * s, az - (14 if f == 0 else 0)])
-            knuckles.append(base)
             tip = self._finger_tip(f, t, (ax, ay), depth_of)
-            caps += self._finger(base, tip, PHALANX_MM[f] * s, RADIUS_MM[f] * s, skin * (1 + 0.03 * (f - 2) / 2))
+            bones, base = self._finger(base, tip, PHALANX_MM[f] * s, RADIUS_MM[f] * s, skin * (1 + 0.03 * (f - 2) / 2))
+            caps += bones
+            knuckles.append(base)
         wrist = np.array([ax + self.sign * 4, ay - 92 * s, az - 4])
         elbow = wrist + np.array([self.sign * 70, -260, 70])
         edge = np.array([self.sign * 9 * s, 0, 0])
@@ -177,23 +182,22 @@ class Hand:
         return caps, [Blob(np.array(palm), skin)]
 
     @staticmethod
-    def _finger(base: np.ndarray, tip: np.ndarray, lengths: np.ndarray, radius: float, colour: np.ndarray) -> list[Capsule]:
-        """Bend a finger from its knuckle to its tip (two-link IK, joints bulging upwards)."""
+    def _finger(base: np.ndarray, tip: np.ndarray, lengths: np.ndarray, radius: float, colour: np.ndarray) -> tuple[list[Capsule], np.ndarray]:
+        """Bend a finger from its knuckle to its tip (two-link IK, joints bulging upwards); returns bones and knuckle."""
         l1, l2 = lengths[0], lengths[1] + lengths[2]
         v = tip - base
         d = float(np.linalg.norm(v))
-        if d > (l1 + l2) * 0.995:
-            tip = base + v * ((l1 + l2) * 0.995 / d)
-            v, d = tip - base, (l1 + l2) * 0.995
+        reach = (l1 + l2) * 0.97
+        if d > reach:  # out of reach: the hand stretches and turns, carrying this knuckle towards the key
+            base = tip - v * (reach / d)
+            v, d = tip - base, reach
         u = v / d
         up = np.array([0, 0, 1.0]) - u[2] * u
         up /= np.linalg.norm(up) + 1e-9
         cos_a = np.clip((l1**2 + d**2 - l2**2) / (2 * l1 * d), -1, 1)
         joint = base + l1 * (cos_a * u + np.sqrt(1 - cos_a**2) * up)
-        if lengths[2] == 0:  # thumb: two bones
-            return [Capsule(base, joint, radius * 1.05, colour), Capsule(joint, tip, radius, colour)]
         mid = joint + (tip - joint) * (lengths[1] / l2) + up * 3
-        return [Capsule(base, joint, radius, colour), Capsule(joint, mid, radius * 0.93, colour), Capsule(mid, tip, radius * 0.85, colour)]
+        return [Capsule(base, joint, radius, colour), Capsule(joint, mid, radius * 0.93, colour), Capsule(mid, tip, radius * 0.85, colour)], base
 
 
 def assign_hands(notes: list[Note]) -> list[Note]:

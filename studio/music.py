@@ -42,6 +42,7 @@ PHRASE_BEATS = (4, 8, 16)
 BEAT_ACCENT = 5
 MELODY_ACCENT = 4  # the right hand's top note
 LEFT_HAND_SOFTER = 4
+SHAPED_VELOCITY = (10, 122)  # before humanize adds its noise
 
 # --- humanize --------------------------------------------------------------------------------
 CHORD_WINDOW_S = 0.005  # one hand's notes starting this close form a chord
@@ -128,7 +129,7 @@ def _clean(notes: list[Note], lowest: int = 0, highest: int = 127, seconds: floa
         if lowest <= n.pitch <= highest and start < seconds and end - start >= MIN_DURATION_S:
             presses.append(_Press(int(n.pitch), start, end, int(np.clip(round(n.velocity), 1, 127)), n.hand))
     presses = _separate_restrikes(_fit_hands(presses))
-    return sorted((Note(p.pitch, p.start, p.end, p.velocity, p.hand) for p in presses),
+    return sorted((Note(p.pitch, float(p.start), float(p.end), p.velocity, p.hand) for p in presses),
                   key=lambda n: (n.start, n.pitch, n.hand or ""))
 
 
@@ -164,10 +165,9 @@ def _fit_hands(presses: list[_Press]) -> list[_Press]:
             sounding[hand] = [p for p in sounding[hand] if p.end > press.start]
         own, other = press.hand, _other_hand(press.hand)
         if not _fits(sounding[own], press.pitch):
-            released = _releases(sounding[own], press)
             if other is not None and _fits(sounding[other], press.pitch) and _beside(press, other, sounding):
                 press.hand = other
-            elif released is not None:
+            elif (released := _releases(sounding[own], press)) is not None:
                 for p in released:
                     p.end = press.start
                 sounding[own] = [p for p in sounding[own] if all(p is not r for r in released)]
@@ -249,11 +249,12 @@ def _dynamics(notes: list[Note], rng: np.random.Generator, seconds: float, beat_
         level += BEAT_ACCENT * (abs(beats - round(beats)) < 0.02)
         level += MELODY_ACCENT * (n.hand == "right" and top[n.start] == n.pitch)
         level -= LEFT_HAND_SOFTER * (n.hand == "left")
-        out.append(replace(n, velocity=int(np.clip(round(level), 1, 127))))
+        out.append(replace(n, velocity=int(np.clip(round(level), *SHAPED_VELOCITY))))
     return out
 
 
-def _perform(raw: list[Note], rng: np.random.Generator, seconds: float, lowest: int, highest: int, beat_s: float) -> tuple[Note, ...]:
+def _perform(raw: list[Note], rng: np.random.Generator, seconds: float, lowest: int, highest: int,
+             beat_s: float) -> tuple[Note, ...]:
     """Score notes to a performance: clean, shape dynamics, humanize, clean to the take's limits."""
     shaped = _dynamics(_clean(raw, lowest, highest, seconds), rng, seconds, beat_s)
     return tuple(_clean(humanize(shaped, rng), lowest, highest, seconds))
@@ -290,8 +291,10 @@ class _Setting:
     def draw(cls, rng: np.random.Generator, seconds: float, lowest: int, highest: int) -> "_Setting":
         tonic = int(rng.integers(12))
         mode = MODES["major" if rng.random() < 0.6 else "minor"]
-        right = int(np.clip(rng.integers(*RIGHT_CENTRE, endpoint=True), lowest + MIN_RANGE - EDGE_MARGIN, highest - EDGE_MARGIN))
-        left = int(np.clip(right - rng.integers(*HANDS_APART, endpoint=True), lowest + EDGE_MARGIN, right - HANDS_APART[0]))
+        right = rng.integers(*RIGHT_CENTRE, endpoint=True)
+        right = int(np.clip(right, lowest + EDGE_MARGIN + HANDS_APART[0], highest - EDGE_MARGIN))
+        left = right - rng.integers(*HANDS_APART, endpoint=True)
+        left = int(np.clip(left, lowest + EDGE_MARGIN, right - HANDS_APART[0]))
         return cls(rng, seconds, lowest, highest, tonic, mode, {"left": left, "right": right})
 
     def in_key(self, pitch: int) -> bool:
@@ -394,7 +397,8 @@ def _arpeggio(s: _Setting) -> tuple[list[Note], float]:
         length = len(figures["right"]) * step_s
         for hand in ("right", "left"):
             if layout in (hand, "both"):
-                notes += [_press(p, t + i * step_s, step_s * rng.uniform(1.0, 1.2), hand) for i, p in enumerate(figures[hand])]
+                notes += [_press(p, t + i * step_s, step_s * rng.uniform(1.0, 1.2), hand)
+                          for i, p in enumerate(figures[hand])]
             elif hand == "left":
                 notes += [_press(p, t, length * 0.95, hand) for p in _bass_voicing(s, classes[0], s.centres["left"])]
             else:
@@ -547,7 +551,7 @@ def _hand_crossing(s: _Setting) -> tuple[list[Note], float]:
     while t < s.seconds:
         classes = s.chord(progression[k % len(progression)], 3)
         low, mid, high = _close_voicing(classes, near)
-        figure = [low, high, mid, high] * bar_beats
+        figure = ([low, high, mid, high] * bar_beats)[: 2 * bar_beats]  # two notes a beat
         half = beat_s / 2
         notes += [_press(p, t + i * half, half * rng.uniform(0.9, 1.1), "right") for i, p in enumerate(figure)]
         notes.append(_press(_nearest_with_class(classes[0], s.centres["left"]), t, beat_s * 0.9, "left"))
@@ -615,7 +619,8 @@ def _part_events(part: stream.Stream, hand: str | None) -> list[tuple[float, flo
         for n in element.notes if isinstance(element, chord.Chord) else (element,):
             pitch, tie = n.pitch.midi, n.tie or element.tie
             index = open_ties.pop(pitch, None)
-            if tie is not None and tie.type in ("stop", "continue") and index is not None and abs(events[index][1] - offset) < 1e-6:
+            continues = tie is not None and tie.type in ("stop", "continue") and index is not None
+            if continues and abs(events[index][1] - offset) < 1e-6:
                 events[index][1] = end
             else:
                 index = len(events)
@@ -651,7 +656,6 @@ def _load_work(path: str) -> _Work | None:
     return _WORKS[path]
 
 
-
 def _excerpt(work: _Work, rng: np.random.Generator, seconds: float, lowest: int, highest: int) -> Performance:
     """About ``seconds`` of a work from a random bar at a random tempo, fitted to the range and performed."""
     beat_s = 60.0 / rng.uniform(*CORPUS_QPM)
@@ -680,7 +684,7 @@ def corpus_piece(rng: np.random.Generator, seconds: float, lowest: int, highest:
 
 def generate(rng: np.random.Generator, count: int, seconds: float, lowest: int = 21, highest: int = 108,
              corpus_fraction: float = 0.5) -> list[Performance]:
-    """``count`` performances: exercises cycling through EXERCISE_KINDS, then a ``corpus_fraction`` share of corpus excerpts."""
+    """``count`` performances: exercises cycling through EXERCISE_KINDS, then a ``corpus_fraction`` share from the corpus."""
     if not 0.0 <= corpus_fraction <= 1.0:
         raise ValueError(f"corpus_fraction must be within 0..1, got {corpus_fraction}")
     exercises = count - round(count * corpus_fraction)

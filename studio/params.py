@@ -44,6 +44,13 @@ CASE_FINISHES = {
 SKIN_TONES = ((190, 205, 245), (160, 185, 232), (120, 160, 215), (90, 130, 190), (60, 95, 150), (40, 62, 100), (32, 45, 70))
 
 
+def _fabric(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A clothing colour: mostly muted, sometimes saturated."""
+    grey = rng.uniform(20, 200)
+    tint = rng.uniform(-0.5, 0.5, 3) * (0.4 if rng.random() < 0.8 else 1.0)
+    return tuple(int(c) for c in np.clip(grey * (1 + tint), 0, 255))
+
+
 def _uniform(rng: np.random.Generator, bounds) -> float:
     return float(rng.uniform(*bounds))
 
@@ -129,7 +136,7 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         crf=int(rng.integers(RANGES["crf"][0], RANGES["crf"][1] + 1)),
         exposure_fraction=_uniform(rng, RANGES["exposure_fraction"]),
         skin_bgr=tuple(int(c) for c in np.clip(skin, 0, 255)),
-        sleeve_bgr=tuple(int(c) for c in rng.integers(15, 230, 3)) if rng.random() < 0.6 else None,
+        sleeve_bgr=_fabric(rng) if rng.random() < 0.6 else None,
         hand_scale=float(rng.uniform(0.88, 1.12)),
         hover_mm=_uniform(rng, RANGES["hover_mm"]),
         background_seed=int(rng.integers(2**31)),

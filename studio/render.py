@@ -59,7 +59,8 @@ class Renderer:
         self.size = (params.height, params.width)
         self._prepare_keys()
         self._prepare_light_maps(rng)
-        self.static, self.occluders = self._render_static(rng)
+        self.base, self.occluders = self._render_static(rng)  # everything at rest, before glare
+        self.static = cv2.add(self.base, self.glare)
         self.distortion = self.camera.distortion_maps()
         self.noise = [rng.normal(0, params.noise_sd, self.size + (3,)).astype(np.int16) for _ in range(4)]
         self._noise_rng = np.random.default_rng(int(rng.integers(2**31)))
@@ -87,8 +88,10 @@ class Renderer:
             faces = [f for f in key.faces if self._visible(f)]
             verts = np.stack([f.vertices for f in faces])
             dips = np.stack([f.dip for f in faces])
-            colours = np.stack([self._shade(f) for f in faces])
-            tops = np.array([f is key.top for f in faces])
+            # a white key's side walls face its neighbours across a 1 mm slot: little light reaches them
+            occlusion = [0.3 if not key.black and abs(f.normal[0]) > 0.9 else 1.0 for f in faces]
+            colours = np.stack([self._shade(f) * o for f, o in zip(faces, occlusion)])
+            tops = np.array([f.normal[2] > 0.9 for f in faces])  # the top and its rim
             self.key_faces.append((verts, dips, colours, tops))
         self.keybed_z = -K.WHITE_KEY_FRONT_MM
         self.key_x_centres = np.array([k.centre[0] for k in self.piano.keys])
@@ -167,7 +170,6 @@ class Renderer:
         self._draw_keys(img, np.zeros(2), all_keys, np.zeros(len(all_keys)))
         occluders = np.zeros(self.size, np.uint8)
         self._draw_faces(img, in_front, occluders)
-        img = cv2.add(img, self.glare)
         return img, occluders > 127
 
     def _draw_reflection(self, img: np.ndarray, behind: list[Face]) -> None:
@@ -253,18 +255,17 @@ class Renderer:
             x1, y1 = min(x1, self.size[1]), min(y1, self.size[0])
             if x1 <= x0 or y1 <= y0:
                 continue
-            static = self.static[y0:y1, x0:x1]
+            base, static = self.base[y0:y1, x0:x1], self.static[y0:y1, x0:x1]
             indices = np.arange(a, b + 1)
             moving = np.ptp(samples[:, lo : hi + 1], axis=0).max() > 1e-3
             steps = samples if moving else samples[:1]
             acc = None
             for depths in steps:
-                canvas = static.copy()
+                canvas = base.copy()
                 self._draw_keys(canvas, np.array([x0, y0], float), indices, depths)
                 acc = canvas.astype(np.float32) if acc is None else acc + canvas
             roi = (acc / len(steps) + 0.5).astype(np.uint8) if len(steps) > 1 else canvas
-            glare = self.glare[y0:y1, x0:x1]
-            roi = cv2.add(cv2.subtract(roi, glare), glare)  # glare stays where the static layer had it
+            roi = cv2.add(roi, self._glare_at_rest(x0, y0, x1, y1, samples.mean(axis=0)))
             occ = self.occluders[y0:y1, x0:x1]
             np.copyto(roi, static, where=occ[..., None])
             frame[y0:y1, x0:x1] = roi
@@ -276,6 +277,21 @@ class Renderer:
         px = self.camera.project(ends).reshape(-1, 2, 2)
         radius = np.array([c.radius for c in capsules]) * self.camera.K[0, 0] / np.maximum(depth[:, 0], 1.0)
         return px, radius, depth.mean(axis=1)
+
+    def _glare_at_rest(self, x0: int, y0: int, x1: int, y1: int, depths: np.ndarray) -> np.ndarray:
+        """The glare map over a region, minus the tops of pressed keys (tilted, they reflect the light elsewhere)."""
+        glare = self.glare[y0:y1, x0:x1]
+        pressed = np.flatnonzero(depths > 1e-3)
+        if not len(pressed):
+            return glare
+        keep = np.full(glare.shape[:2], 255, np.uint8)
+        origin = np.array([x0, y0], float)
+        for i in pressed:
+            verts, dips, _, tops = self.key_faces[i]
+            if tops.any():
+                top = verts[tops][0] - np.outer(dips[tops][0] * depths[i], [0, 0, 1])
+                self._fill(keep, self.camera.project(top), origin, 255 * (1 - depths[i]))
+        return cv2.multiply(glare, cv2.merge([keep] * 3), scale=1 / 255)
 
     def _draw_shadows(self, frame: np.ndarray, capsules: list[Capsule], blobs: list[Blob]) -> None:
         """Soft shadows of the hands on the keys: project along the light onto z = 0, blur, darken."""

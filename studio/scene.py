@@ -15,6 +15,7 @@ from .params import SceneParams
 KEY_PIVOT_MM = 420.0  # distance from the white keys' front edge to the balance rail (key lever)
 KEYBED_Z_MM = -K.WHITE_KEY_FRONT_MM
 BLACK_TOP_INSET_MM = 1.3  # black keys taper towards their top
+BEVEL_MM = 0.8  # width of a white key's rounded top edge
 
 
 @dataclass
@@ -108,8 +109,14 @@ class Piano:
             g = K.WHITE_KEY_GAP_MM / 2
             x0, x1 = span.left * u + g, span.right * u - g
             faces = box_faces(x0, x1, 0.0, K.WHITE_KEY_LENGTH_MM, KEYBED_Z_MM, 0.0, colour, 0.35, moving=True)
-        faces = [f for i, f in enumerate(faces) if i not in (1, 4)]  # bottom and back are never seen
-        return PianoKey(span.pitch, span.black, faces, faces[0])
+        # bottom and back are never seen; the top goes last: from above it covers the key's own sides
+        faces = [faces[2], faces[3], faces[5], faces[0]]
+        if not span.black:  # rounded top edges catch less light: a darker rim around an inset top
+            rim = faces[-1]
+            rim.colour = rim.colour * 0.7
+            inset = rim.vertices + np.array([[BEVEL_MM, BEVEL_MM, 0], [-BEVEL_MM, BEVEL_MM, 0], [-BEVEL_MM, 0, 0], [BEVEL_MM, 0, 0]])
+            faces.append(Face(inset, _dip(inset), colour, rim.gloss))
+        return PianoKey(span.pitch, span.black, faces, faces[-1])
 
     def _case(self, params: SceneParams, rng: np.random.Generator) -> list[Face]:
         colour = np.array(params.case_bgr, float)

@@ -1,0 +1,226 @@
+"""The studio's takes: files in the CONTRACTS layout, labels that match the MIDI, geometry that matches the key layout."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pretty_midi
+import pytest
+
+from pianoedge import keys as K
+from pianoedge.studio.camera import Camera
+from pianoedge.notes import Note
+from pianoedge.studio.take import TakeRenderer, render_take
+from pianoedge.takes import find_takes
+
+from .conftest import performance
+
+VIEWS = [  # (name, overrides): every camera position, with and without lens distortion
+    ("overhead", dict(view="overhead", piano="digital", width=1280, height=720, fps=30.0, k1=-0.13)),
+    ("stand", dict(view="stand", piano="digital", width=960, height=540, fps=25.0, k1=0.0)),
+    ("oblique", dict(view="oblique", piano="acoustic", width=1280, height=720, fps=24.0, k1=-0.05)),
+    ("yawed", dict(view="yawed", piano="acoustic", width=1280, height=720, fps=60.0, k1=0.03, yaw_deg=-30.0)),
+]
+
+
+def scales(seconds: float = 3.0) -> list[Note]:
+    """Both hands run outwards across the keyboard, so no key stays covered for long."""
+    whites = [p for p in range(21, 109) if not K.is_black(p)]
+    up = [p for p in whites if p >= 60][:24]
+    down = [p for p in reversed(whites) if p <= 55][:24]
+    step = (seconds - 0.6) / 24
+    notes = [Note(p, 0.3 + i * step, 0.3 + (i + 0.8) * step, 40 + 3 * i, "right") for i, p in enumerate(up)]
+    notes += [Note(p, 0.3 + i * step, 0.3 + (i + 0.8) * step, 100 - 2 * i, "left") for i, p in enumerate(down)]
+    return sorted(notes, key=lambda n: (n.start, n.pitch))
+
+
+@pytest.fixture(scope="module")
+def takes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("takes")
+    notes = scales()
+    for i, (name, overrides) in enumerate(VIEWS):
+        render_take(notes, out, name, seed=10 + i, source="test", num_keys=88, noise_sd=2.0, blur_sigma=0.0, **overrides)
+    return out
+
+
+def read_frames(path, indices=None):
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if indices is None or i in indices:
+            frames.append(frame)
+        i += 1
+    return frames, i
+
+
+@pytest.mark.slow
+def test_takes_follow_the_data_set_layout(takes):
+    found = find_takes(takes)
+    assert sorted(t.name for t in found) == sorted(v[0] for v in VIEWS)
+    for take in found:
+        meta = json.loads(take.meta_path.read_text())
+        for field in ("fps", "frames", "image_size", "corners", "lowest_key", "num_keys", "offset_s", "lens", "studio"):
+            assert field in meta
+        cap = cv2.VideoCapture(str(take.video))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == meta["frames"]
+        assert abs(cap.get(cv2.CAP_PROP_FPS) - meta["fps"]) < 0.01
+        assert [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))] == meta["image_size"]
+        labels = np.load(take.labels_path)
+        for name in ("pressed", "onset", "offset", "velocity", "depth", "onset_shift"):
+            assert labels[name].shape == (meta["frames"], K.NUM_SLOTS)
+        params = meta["studio"]["params"]
+        assert params["view"] == take.name and meta["studio"]["seed"] >= 10
+
+
+@pytest.mark.slow
+def test_labels_agree_with_the_midi_read_by_pretty_midi(takes):
+    for take in find_takes(takes):
+        meta = json.loads(take.meta_path.read_text())
+        labels = np.load(take.labels_path)
+        fps, frames = meta["fps"], meta["frames"]
+        times = np.arange(frames) / fps
+        pressed = np.zeros((frames, 88), bool)
+        velocity = np.zeros((frames, 88), int)
+        onsets = 0
+        for inst in pretty_midi.PrettyMIDI(str(take.midi)).instruments:
+            for n in inst.notes:
+                inside = (times >= n.start) & (times < n.end)
+                pressed[inside, n.pitch - 21] = True
+                velocity[inside, n.pitch - 21] = n.velocity
+                onsets += 1
+                near = int(np.argmin(np.abs(times - n.start)))
+                assert labels["onset"][max(near - 1, 0) : near + 2, n.pitch - 21].any()
+        assert (labels["pressed"] == pressed).all()
+        assert (labels["velocity"][pressed] == velocity[pressed]).all()
+        assert labels["onset"].sum() == onsets == len(scales())
+        # the rendered key is fully down whenever the label says pressed, and up when no note is near
+        assert (labels["depth"][labels["pressed"]] > 0.99).all()
+        near_note = np.zeros_like(pressed)
+        span = int(np.ceil(0.12 * fps))
+        for dt in range(-span, span + 1):
+            near_note |= np.roll(pressed, dt, axis=0)
+        assert (labels["depth"][~near_note] == 0).all()
+
+
+def test_pressed_key_region_differs_from_the_key_at_rest():
+    notes = performance(0)
+    for view in ("overhead", "stand", "oblique", "yawed"):
+        take = TakeRenderer(notes, 3, num_keys=88, view=view, width=960, height=540)
+        renderer = take.renderer
+        up = renderer.render(np.zeros((1, 88)), finish=False)
+        for pitch in (60, 61, 64, 70, 21, 108):
+            depth = np.zeros((1, 88))
+            depth[0, pitch - 21] = 1.0
+            down = renderer.render(depth, finish=False)
+            key = renderer.piano.keys[pitch - 21]
+            mask = np.zeros(up.shape[:2], np.uint8)
+            cv2.fillConvexPoly(mask, np.round(renderer.camera.project(key.top.vertices)).astype(np.int32), 255)
+            diff = np.abs(down.astype(int) - up.astype(int)).max(axis=2)
+            inside = diff[mask > 0].mean()
+            least = 1.5 if key.black else 4.0  # a dark key moving under diffuse light changes least
+            assert inside > least, f"{view}: key {pitch} pressed looks the same as at rest ({inside:.1f})"
+            far = np.ones_like(mask)
+            x0, y0, x1, y1 = renderer._key_bbox(pitch - 21, 1.0).round().astype(int)
+            far[max(y0 - 40, 0) : y1 + 40, max(x0 - 60, 0) : x1 + 60] = 0
+            assert diff[far > 0].max() == 0, f"{view}: pressing key {pitch} changed pixels far from it"
+
+
+def fingertips(take: TakeRenderer, index: int) -> np.ndarray:
+    """(10, 4) fingertip centres and radii of both hands: the end of every finger's last bone."""
+    capsules, _ = take.hand_geometry(index)
+    tips = []
+    for hand in range(2):
+        hand_caps = capsules[hand * (len(capsules) // 2) : (hand + 1) * (len(capsules) // 2)]
+        bones = hand_caps[:-2]  # the last two capsules are wrist and forearm
+        tips += [np.append(c.b, c.radius) for c in bones[2::3]]  # three bones a finger, thumb included
+    return np.array(tips)
+
+
+def test_a_finger_rests_on_every_pressed_key_and_hovering_fingers_press_nothing():
+    notes = performance(4, seconds=4.0)
+    take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0)
+    labels_pressed = take.depth[:, :] > 0.99
+    layout = take.renderer.piano.layout
+    hover_over_unpressed = 0
+    for i in range(take.frame_count):
+        tips = fingertips(take, i)
+        pressed = np.flatnonzero(labels_pressed[i])
+        for slot in pressed:
+            span = layout.key(slot + 21)
+            x0, x1 = span.left * K.WHITE_KEY_PITCH_MM, span.right * K.WHITE_KEY_PITCH_MM
+            top = K.BLACK_KEY_HEIGHT_MM if span.black else 0.0
+            on_key = (tips[:, 0] > x0 - 3) & (tips[:, 0] < x1 + 3) & (tips[:, 2] - tips[:, 3] < top + 2)
+            assert on_key.any(), f"frame {i}: key {slot + 21} is down with no finger on it"
+        for x, y, z, r in tips:
+            slot = next((k.pitch - 21 for k in layout.keys if k.left * 23.5 <= x < k.right * 23.5 and not k.black), None)
+            if slot is not None and 0 <= y <= 150 and 1.0 < z - r < 15 and not labels_pressed[i, slot]:
+                hover_over_unpressed += 1
+    assert hover_over_unpressed > 50, "fingers should hover just above unpressed keys (hard negatives)"
+
+
+def canonical_profile(take_dir, name):
+    meta = json.loads((take_dir / f"{name}.json").read_text())
+    w, h = meta["image_size"]
+    frames, _ = read_frames(take_dir / f"{name}.mp4", set(range(0, meta["frames"], 4)))
+    lens = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], float)
+    cw, ch = K.CANONICAL_SIZE
+    target = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
+    H = cv2.getPerspectiveTransform(np.array(meta["lens"]["corners_undistorted"], np.float32), target)
+    strips = []
+    for frame in frames:
+        ideal = cv2.undistort(frame, lens, np.array([meta["lens"]["k1"], 0, 0, 0], float))
+        strips.append(cv2.cvtColor(cv2.warpPerspective(ideal, H, (cw, ch), flags=cv2.INTER_CUBIC), cv2.COLOR_BGR2GRAY))
+    strips = np.stack(strips).astype(np.float32)
+    strip = np.percentile(strips, 90, axis=0)  # hands (darker than white keys) move on: the keys show
+    covered = (np.abs(strips - strip).mean(axis=1) > 12).mean(axis=0)  # per column: share of frames under a hand
+    return strip, covered, meta
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [v[0] for v in VIEWS])
+def test_warping_with_the_take_corners_puts_white_key_boundaries_in_place(takes, name):
+    strip, covered, meta = canonical_profile(takes, name)
+    profile = strip[int(0.78 * 106) : int(0.95 * 106)].mean(axis=0)  # front of the white keys, below the black keys
+    expected = K.layout(meta["num_keys"]).white_boundaries_px()[1:-1]
+    errors = []
+    for x in expected:
+        a, b = int(np.floor(x)) - 4, int(np.ceil(x)) + 5
+        window = profile[a:b]
+        darkness = np.clip(np.median(window) - window - 2, 0, None)  # the dip below the key tops, past the noise
+        if darkness.sum() < 5 or covered[a:b].max() > 0.5:
+            continue  # no visible gap, or under a hand in most frames
+        measured = a + (darkness * np.arange(len(window))).sum() / darkness.sum()
+        errors.append(measured - x)
+    errors = np.abs(np.array(errors))
+    assert len(errors) >= 0.8 * len(expected), f"only {len(errors)} boundaries visible"
+    assert np.median(errors) < 0.5 and np.percentile(errors, 95) < 1.0, f"{name}: errors {np.round(np.sort(errors)[-5:], 2)}"
+
+
+def test_recorded_corners_are_the_lens_applied_to_the_ideal_corners(takes):
+    for name, overrides in VIEWS:
+        meta = json.loads((takes / f"{name}.json").read_text())
+        w, h = meta["image_size"]
+        cam = Camera(np.eye(3), np.eye(3), np.zeros(3), w, h, meta["lens"]["k1"])
+        np.testing.assert_allclose(cam.distort(np.array(meta["lens"]["corners_undistorted"])), meta["corners"], atol=0.01)
+        corners = np.array(meta["corners"])
+        # CONTRACTS order is physical: back-low, back-high, front-high, front-low
+        back_mid, front_mid = corners[:2].mean(axis=0), corners[2:].mean(axis=0)
+        if name == "stand":  # looking back at the player: the back edge is nearest the camera (image bottom)
+            assert back_mid[1] > front_mid[1] and corners[0][0] > corners[1][0]
+        elif name == "overhead":
+            assert back_mid[1] < front_mid[1] and corners[0][0] < corners[1][0]
+
+
+def test_same_seed_same_bytes_and_another_seed_differs(tmp_path):
+    notes = performance(5, seconds=1.5)
+    small = dict(width=640, height=480, fps=24.0)
+    for folder, seed in (("a", 7), ("b", 7), ("c", 8)):
+        render_take(notes, tmp_path / folder, "t", seed=seed, **small)
+    for suffix in (".mp4", ".mid", ".json", ".npz"):
+        assert (tmp_path / "a" / f"t{suffix}").read_bytes() == (tmp_path / "b" / f"t{suffix}").read_bytes(), suffix
+    assert (tmp_path / "a" / "t.mp4").read_bytes() != (tmp_path / "c" / "t.mp4").read_bytes()
