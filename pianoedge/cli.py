@@ -47,11 +47,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise PianoedgeError("give at least one MIDI file, or --generate N to build a training set from music")
     performances = [(Path(m), read_notes(m)) for m in args.midi]  # read all first: fail before rendering anything
     for index, (midi, notes) in enumerate(performances):
-        bar = _progress(None, "frame", midi.stem)
-        video = take.render_take(notes, args.output, midi.stem, args.seed + index, source=midi.name,
-                                 num_keys=args.keys, progress=bar, **overrides)
-        if bar is not None:
-            bar.close()
+        video = take.render_take(notes, args.output, midi.stem, args.seed + index, source=midi.name, num_keys=args.keys,
+                                 progress=lambda total, name=midi.stem: _progress(total, "frame", name), **overrides)
         print(f"wrote {video} (+ .mid .json .npz)")
     return 0
 

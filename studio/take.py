@@ -106,7 +106,8 @@ def render_take(notes: list[Note], out_dir: str | Path, name: str, seed: int = 0
                 num_keys: int | None = None, progress=None, **overrides) -> Path:
     """Render a performance into the take ``out_dir/name.*``; returns the video path.
 
-    ``progress``: a tqdm-like bar, reset to the frame count and updated per frame.
+    ``progress``: called with the frame count once the take is planned, returns a bar (tqdm-like:
+    ``update``, ``close``) that advances per frame.
     """
     out_dir = Path(out_dir)
     try:
@@ -120,13 +121,14 @@ def render_take(notes: list[Note], out_dir: str | Path, name: str, seed: int = 0
     take = TakeRenderer(notes, seed, num_keys, **overrides)
     p = take.params
     video = out_dir / f"{name}.mp4"
-    if progress is not None:
-        progress.reset(total=take.frame_count)
+    bar = progress(take.frame_count) if progress is not None else None
     with H264Writer(video, p.width, p.height, p.fps, crf=p.crf) as writer:
         for i in range(take.frame_count):
             writer.write(take.render(i))
-            if progress is not None:
-                progress.update(1)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     labels = frame_labels(notes, p.fps, take.frame_count)
     labels["depth"] = take.depth.astype(np.float16)
     labels["frame_times"] = take.times
