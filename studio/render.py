@@ -20,6 +20,8 @@ from .scene import Face, Piano
 SHIFT = 4  # fixed-point bits for sub-pixel polygon vertices
 ONE = 1 << SHIFT
 LIGHT_MAP_ONE = 128  # light maps store gain x128 in uint8 (0 .. 2x)
+# a skin cylinder: (width in radii, tone, shift towards the light in radii) from rim to highlight
+CAPSULE_SHADING = ((2.0, 0.72, 0.0), (1.6, 0.86, 0.12), (1.0, 0.97, 0.28), (0.35, 1.06, 0.45))
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Renderer:
         self.keybed_z = -K.WHITE_KEY_FRONT_MM
         self.key_x_centres = np.array([k.centre[0] for k in self.piano.keys])
         self._rest_boxes = [self._key_bbox(i, 0.0) for i in range(len(self.piano.keys))]
+        self._rest_px = [cam.project(v.reshape(-1, 3)).reshape(len(v), 4, 2) for v, _, _, _ in self.key_faces]
+        self._rest_colours = [[tuple(float(x) for x in c) for c in colours] for _, _, colours, _ in self.key_faces]
         self._keybed_colour = np.array(self.params.case_bgr, float) * 0.25 + 8
 
     def _key_bbox(self, index: int, depth: float) -> np.ndarray:
@@ -115,10 +119,14 @@ class Renderer:
         if depth:
             verts = verts.copy()
             verts[..., 2] -= depth * dips
-        px = self.camera.project(verts.reshape(-1, 3)).reshape(len(verts), 4, 2)
-        darken = 1.0 - 0.18 * depth  # a pressed key tilts away from the light and into its neighbours' shade
-        for face_px, colour, top in zip(px, colours, tops):
-            self._fill(canvas, face_px, origin, colour * darken if top else colour)
+            px = self.camera.project(verts.reshape(-1, 3)).reshape(len(verts), 4, 2)
+            darken = 1.0 - 0.18 * depth  # a pressed key tilts away from the light and into its neighbours' shade
+            colours = [tuple(c * darken) if top else tuple(c) for c, top in zip(colours, tops)]
+        else:
+            px, colours = self._rest_px[index], self._rest_colours[index]
+        pts = np.round((px - origin) * ONE).astype(np.int32)
+        for face, colour in zip(pts, colours):
+            cv2.fillConvexPoly(canvas, face, colour, cv2.LINE_AA, SHIFT)
 
     def _draw_keys(self, canvas: np.ndarray, origin: np.ndarray, indices: np.ndarray, depths: np.ndarray) -> None:
         """Keybed, then white keys, then black keys; lower and farther keys first."""
@@ -333,6 +341,13 @@ class Renderer:
         roi = frame[y0:y1, x0:x1]
         mask = np.zeros(roi.shape[:2], np.uint8)
         origin = np.array([x0, y0], float)
+        # every capsule's shading passes at once: (N, passes, 2 ends, 2) fixed-point ends, widths, colours
+        shading = np.array(CAPSULE_SHADING)
+        offsets = light_px * (radius[:, None] * shading[None, :, 2])[..., None]
+        ends = np.round((px[:, None] + offsets[:, :, None] - origin) * ONE).astype(int).tolist()
+        widths = np.maximum(np.round(radius[:, None] * shading[None, :, 0]), 1).astype(int).tolist()
+        tones = np.array([c.colour for c in capsules])[:, None] * shading[None, :, 1, None]
+        colours = [[tuple(c) for c in row] for row in np.clip(tones, 0, 255).tolist()]
         for _, item in sorted(items, key=lambda it: -it[0]):
             if isinstance(item, Blob):
                 hull = cv2.convexHull(cam.project(item.outline).astype(np.float32))[:, 0].astype(float)
@@ -342,14 +357,10 @@ class Renderer:
                     self._fill(roi, shifted, origin, np.clip(item.colour * tone, 0, 255))
                 self._fill(mask, hull, origin, 255)
                 continue
-            (p0, p1), r, colour = px[item], radius[item], capsules[item].colour
-            for width, tone, shift in ((2.0, 0.72, 0.0), (1.6, 0.86, 0.12), (1.0, 0.97, 0.28), (0.35, 1.06, 0.45)):
-                off = light_px * r * shift - origin
-                a = tuple(np.round((p0 + off) * ONE).astype(int))
-                b = tuple(np.round((p1 + off) * ONE).astype(int))
-                cv2.line(roi, a, b, tuple(float(c) for c in np.clip(colour * tone, 0, 255)), max(int(round(width * r)), 1), cv2.LINE_AA, SHIFT)
-                if width == 2.0:
-                    cv2.line(mask, a, b, 255, max(int(round(width * r)), 1), cv2.LINE_AA, SHIFT)
+            for (a, b), thickness, colour in zip(ends[item], widths[item], colours[item]):
+                cv2.line(roi, a, b, colour, thickness, cv2.LINE_AA, SHIFT)
+            (a, b), thickness = ends[item][0], widths[item][0]
+            cv2.line(mask, a, b, 255, thickness, cv2.LINE_AA, SHIFT)
         # skin scatters light: soften the drawn hand (not the keys around it)
         sigma = max(0.6, 0.12 * float(np.median(radius)))
         soft = cv2.GaussianBlur(roi, (0, 0), sigma)
