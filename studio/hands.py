@@ -20,14 +20,17 @@ from .render import Blob, Capsule
 from .scene import KEY_PIVOT_MM
 
 FINGERS = 5  # 0 thumb .. 4 little finger
-TIP_OFFSET_MM = np.array([-50.0, -25.0, 0.0, 21.0, 40.0])  # right hand, fingertip x at rest from the middle knuckle
+TIP_OFFSET_MM = np.array([-58.0, -29.0, 0.0, 25.0, 47.0])  # right hand, fingertip x at rest from the middle knuckle
 KNUCKLE_OFFSET_MM = np.array([-38.0, -28.0, -8.0, 12.0, 30.0])
 KNUCKLE_BACK_MM = np.array([42.0, 4.0, 0.0, 3.0, 10.0])  # the thumb's base (CMC joint) lies behind the knuckle line
 PHALANX_MM = np.array([[46, 32, 26], [44, 26, 20], [48, 29, 22], [45, 28, 21], [36, 21, 19]], float)  # thumb from its metacarpal
 RADIUS_MM = np.array([10.5, 9.2, 9.4, 8.9, 8.0])
 CHORD_S = 0.04  # onsets closer than this form one chord
 PREP_S = 0.12  # the finger lifts this long before touching the key
-KNUCKLE_HEIGHT_MM = 48.0
+KNUCKLE_HEIGHT_MM = 36.0  # above the white keys: fingers lie long and low, as on the real clip
+REACH_MM = 70.0  # from the knuckle line forward to the fingertips
+FOREARM_MM = 260.0
+NAIL_BGR = np.array([200.0, 195.0, 235.0])
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Hand:
         x = span.centre * K.WHITE_KEY_PITCH_MM + rng.normal(0, 1.5)
         if span.black:
             return x, float(rng.uniform(95, 130)), K.BLACK_KEY_HEIGHT_MM
-        return x, float(rng.uniform(15, 45)), 0.0
+        return x, float(rng.uniform(22, 52)), 0.0
 
     def _plan(self, notes: list[Note], rng: np.random.Generator, duration: float) -> None:
         chords: list[list[Note]] = []
@@ -106,7 +109,7 @@ class Hand:
             anchors = [points[i][0] - tips[f] for f, i in targets.items()] + [hx - tips[f] for f, (hx, _) in held.items()]
             ys = [points[i][1] for i in targets.values()] + [hy for hx, hy in held.values()]
             new_x = float(np.mean(anchors))
-            new_y = float(np.mean(ys)) - 62 * self.scale
+            new_y = float(np.mean(ys)) - REACH_MM * self.scale
             move = float(np.clip(abs(new_x - x) / 700 + 0.06, 0.06, 0.35))
             released = max((e for e in ends if e <= touch), default=-1.0)  # the hand leaves only after releasing
             self.keyframes.append((max(touch - PREP_S * 0.5, released + move), new_x, new_y, move))
@@ -142,7 +145,7 @@ class Hand:
     def _finger_tip(self, f: int, t: float, anchor: tuple[float, float], depth_of) -> np.ndarray:
         s = self.scale
         hover = self.hover_level[f] * (1 + 0.25 * np.sin(2 * np.pi * 0.7 * t + self.hover_phase[f]))
-        rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (60 - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
+        rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (REACH_MM - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
         for fn in reversed(self.fingers[f]):
             if fn.touch - PREP_S <= t < fn.note.end + 0.08:
                 key = np.array([fn.key_x, fn.key_y, fn.key_z + RADIUS_MM[f] * 0.8])
@@ -158,7 +161,8 @@ class Hand:
                 return key + (rest - key) * _smooth((t - fn.note.end) / 0.08)
         return rest
 
-    def geometry(self, t: float, depth_of, skin: np.ndarray, sleeve: np.ndarray | None, crossing: bool) -> tuple[list[Capsule], list[Blob]]:
+    def geometry(self, t: float, depth_of, skin: np.ndarray, sleeve: np.ndarray | None, crossing: bool,
+                 player_x: float) -> tuple[list[Capsule], list[Blob]]:
         """The hand's capsules and palm at time ``t``; ``depth_of(pitch, t)`` gives key depth."""
         s = self.scale
         ax, ay = self.knuckle_anchor(t)
@@ -172,7 +176,8 @@ class Hand:
             caps += bones
             knuckles.append(base)
         wrist = np.array([ax + self.sign * 4, ay - 92 * s, az - 4])
-        elbow = wrist + np.array([self.sign * 70, -260, 70])
+        elbow_at = np.array([player_x + self.sign * 210, -430, 60.0])  # forearms reach back to the player's sides
+        elbow = wrist + (elbow_at - wrist) * (FOREARM_MM * s / np.linalg.norm(elbow_at - wrist))
         edge = np.array([self.sign * 9 * s, 0, 0])
         palm = [knuckles[1] - edge + [0, 0, 8], knuckles[4] + edge + [0, 0, 6], wrist + [self.sign * 34 * s, 0, 6],
                 wrist + [-self.sign * 32 * s, 0, 6], knuckles[0] - edge + [0, 0, 4], (knuckles[1] + knuckles[4]) / 2 + [0, 0, 14]]
@@ -197,7 +202,10 @@ class Hand:
         cos_a = np.clip((l1**2 + d**2 - l2**2) / (2 * l1 * d), -1, 1)
         joint = base + l1 * (cos_a * u + np.sqrt(1 - cos_a**2) * up)
         mid = joint + (tip - joint) * (lengths[1] / l2) + up * 3
-        return [Capsule(base, joint, radius, colour), Capsule(joint, mid, radius * 0.93, colour), Capsule(mid, tip, radius * 0.85, colour)], base
+        bones = [Capsule(base, joint, radius, colour), Capsule(joint, mid, radius * 0.93, colour), Capsule(mid, tip, radius * 0.85, colour)]
+        nail_from = mid + (tip - mid) * 0.5 + up * radius * 0.4  # on the back of the last bone
+        nail = Capsule(nail_from, tip + up * radius * 0.35, radius * 0.5, colour * 0.6 + NAIL_BGR * 0.4)
+        return bones + [nail], base
 
 
 def assign_hands(notes: list[Note]) -> list[Note]:

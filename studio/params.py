@@ -137,7 +137,7 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         exposure_fraction=_uniform(rng, RANGES["exposure_fraction"]),
         skin_bgr=tuple(int(c) for c in np.clip(skin, 0, 255)),
         sleeve_bgr=_fabric(rng) if rng.random() < 0.6 else None,
-        hand_scale=float(rng.uniform(0.88, 1.12)),
+        hand_scale=float(rng.uniform(0.95, 1.2)),
         hover_mm=_uniform(rng, RANGES["hover_mm"]),
         background_seed=int(rng.integers(2**31)),
     )

@@ -178,6 +178,8 @@ class Renderer:
         self._draw_keys(img, np.zeros(2), all_keys, np.zeros(len(all_keys)))
         occluders = np.zeros(self.size, np.uint8)
         self._draw_faces(img, in_front, occluders)
+        for face in self.piano.panel_faces:  # on top of the case, in drawing order
+            self._draw_faces(img, [face], occluders)
         return img, occluders > 127
 
     def _draw_reflection(self, img: np.ndarray, behind: list[Face]) -> None:
@@ -352,7 +354,7 @@ class Renderer:
             if isinstance(item, Blob):
                 hull = cv2.convexHull(cam.project(item.outline).astype(np.float32))[:, 0].astype(float)
                 centre = hull.mean(axis=0)
-                for scale, tone in ((1.0, 0.74), (0.85, 0.86), (0.6, 0.96), (0.3, 1.03)):
+                for scale, tone in ((1.0, 0.8), (0.75, 0.92), (0.45, 1.0)):
                     shifted = centre + (hull - centre) * scale + light_px * (1 - scale) * 6
                     self._fill(roi, shifted, origin, np.clip(item.colour * tone, 0, 255))
                 self._fill(mask, hull, origin, 255)
@@ -362,7 +364,7 @@ class Renderer:
             (a, b), thickness = ends[item][0], widths[item][0]
             cv2.line(mask, a, b, 255, thickness, cv2.LINE_AA, SHIFT)
         # skin scatters light: soften the drawn hand (not the keys around it)
-        sigma = max(0.6, 0.12 * float(np.median(radius)))
+        sigma = max(0.6, 0.18 * float(np.median(radius)))
         soft = cv2.GaussianBlur(roi, (0, 0), sigma)
         np.copyto(roi, soft, where=mask[..., None] > 0)
 

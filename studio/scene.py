@@ -91,9 +91,10 @@ class Piano:
         self.width_mm = self.layout.num_white * K.WHITE_KEY_PITCH_MM
         self.keys = [self._key(span, params, rng) for span in self.layout.keys]
         self.case_faces = self._case(params, rng)
+        self.panel_faces = self._panel(params, rng) if params.piano == "digital" else []
         clothes = rng.uniform(20, 110) * rng.uniform(0.7, 1.3, 3)
-        centre = self.width_mm / 2 + rng.uniform(-150, 150)
-        self.surroundings = box_faces(centre - 260, centre + 260, -560, -200, -300, -120, clothes)  # the player's lap
+        self.player_x = self.width_mm / 2 + float(rng.uniform(-150, 150))
+        self.surroundings = box_faces(self.player_x - 260, self.player_x + 260, -560, -200, -300, -120, clothes)  # the lap
 
     def _key(self, span: K.KeySpan, params: SceneParams, rng: np.random.Generator) -> PianoKey:
         u = K.WHITE_KEY_PITCH_MM
@@ -135,6 +136,29 @@ class Piano:
         faces += box_faces(-cheek, w + cheek, 60, back + depth, -700, -90, colour * 0.8, gloss)  # body below the keys
         if params.view != "stand":  # the upright cabinet rises behind the keys (the stand camera sits on it)
             faces += box_faces(-cheek, w + cheek, back + depth, back + depth + 40, nb, nb + float(rng.uniform(150, 500)), colour * 0.9, gloss)
+        return faces
+
+    def _panel(self, params: SceneParams, rng: np.random.Generator) -> list[Face]:
+        """A digital piano's controls on the case behind the keys: a lit display, buttons, a speaker grille."""
+        z = params.nameboard_mm + 0.3
+        y0 = K.WHITE_KEY_LENGTH_MM + float(rng.uniform(15, 40))
+        case = np.array(params.case_bgr, float)
+
+        def flat(x0, x1, ya, yb, colour, gloss=0.2):
+            v = np.array([[x0, ya, z], [x1, ya, z], [x1, yb, z], [x0, yb, z]], float)
+            return Face(v, np.zeros(4), np.asarray(colour, float), gloss)
+
+        x = self.width_mm * float(rng.uniform(0.3, 0.55))
+        glow = np.array([(90, 230, 120), (230, 190, 80), (60, 160, 250), (200, 230, 230)][int(rng.integers(4))], float)
+        faces = [flat(x, x + 95, y0, y0 + 30, (18, 22, 20), 0.9), flat(x + 6, x + 89, y0 + 6, y0 + 24, glow * rng.uniform(0.5, 1.0))]
+        button = np.clip(case + rng.choice([-60.0, 60.0]), 10, 245)
+        for i in range(int(rng.integers(4, 13))):
+            bx = x + 110 + i * 16
+            faces.append(flat(bx, bx + 10, y0 + 8, y0 + 18, button))
+            if rng.random() < 0.3:  # a lit button LED
+                faces.append(flat(bx + 3, bx + 7, y0 + 20, y0 + 23, (40, 40, 240)))
+        faces.append(flat(30, self.width_mm * 0.25, y0, y0 + 30, case * 0.6))  # speaker grille
+        faces.append(flat(self.width_mm * 0.8, self.width_mm - 30, y0, y0 + 30, case * 0.6))
         return faces
 
     @property

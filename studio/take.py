@@ -76,7 +76,7 @@ class TakeRenderer:
         crossing = left_x > right_x - 90
         capsules, blobs = [], []
         for side, hand in self.hands.items():
-            c, b = hand.geometry(t, depth_of, self.skin, self.sleeve, crossing and side == "left")
+            c, b = hand.geometry(t, depth_of, self.skin, self.sleeve, crossing and side == "left", self.renderer.piano.player_x)
             capsules += c
             blobs += b
         return capsules, blobs

@@ -137,7 +137,7 @@ def fingertips(take: TakeRenderer, index: int) -> np.ndarray:
     for hand in range(2):
         hand_caps = capsules[hand * (len(capsules) // 2) : (hand + 1) * (len(capsules) // 2)]
         bones = hand_caps[:-2]  # the last two capsules are wrist and forearm
-        tips += [np.append(c.b, c.radius) for c in bones[2::3]]  # three bones a finger, thumb included
+        tips += [np.append(c.b, c.radius) for c in bones[2::4]]  # three bones and a nail a finger, thumb included
     return np.array(tips)
 
 
