@@ -1,7 +1,7 @@
 """Every randomised parameter of a studio take, with its documented range, sampled from one seed."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -12,7 +12,7 @@ FRAME_RATES = (24.0, 25.0, 30.0, 50.0, 60.0)
 #: camera views: overhead from the player's side, on the music stand looking back, oblique, yawed
 VIEWS = ("overhead", "stand", "oblique", "yawed")
 
-#: documented ranges (README "Studio randomisation" is generated from this table)
+#: the documented ranges of every continuous parameter (docs/studio.md lists them)
 RANGES = {
     "tilt_deg": {"overhead": (0, 15), "stand": (15, 40), "oblique": (20, 45), "yawed": (5, 35)},
     "yaw_deg": {"overhead": (-8, 8), "stand": (-10, 10), "oblique": (-10, 10), "yawed": (25, 45)},
@@ -32,6 +32,9 @@ RANGES = {
     "crf": (18, 32),
     "exposure_fraction": (0.25, 1.0),
     "hover_mm": (4, 28),
+    "black_key_gloss": (0.2, 1.0),
+    "nameboard_mm": (35, 90),
+    "hand_scale": (0.95, 1.2),
 }
 
 # Key colours (BGR) from bright white to aged ivory, and case finishes.
@@ -90,8 +93,6 @@ class SceneParams:
     sleeve_bgr: tuple[int, int, int] | None
     hand_scale: float
     hover_mm: float
-    background_seed: int
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -121,9 +122,9 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         fill=_uniform(rng, RANGES["fill"]),
         k1=_uniform(rng, RANGES["k1"]) * (rng.random() < 0.7),
         white_key_bgr=WHITE_KEY_COLOURS[int(rng.integers(len(WHITE_KEY_COLOURS)))],
-        black_key_gloss=float(rng.uniform(0.2, 1.0)),
+        black_key_gloss=_uniform(rng, RANGES["black_key_gloss"]),
         case_bgr=case,
-        nameboard_mm=float(rng.uniform(35, 90)),
+        nameboard_mm=_uniform(rng, RANGES["nameboard_mm"]),
         light_elevation_deg=_uniform(rng, RANGES["light_elevation_deg"]),
         light_azimuth_deg=_uniform(rng, RANGES["light_azimuth_deg"]),
         ambient=_uniform(rng, RANGES["ambient"]),
@@ -137,9 +138,8 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         exposure_fraction=_uniform(rng, RANGES["exposure_fraction"]),
         skin_bgr=tuple(int(c) for c in np.clip(skin, 0, 255)),
         sleeve_bgr=_fabric(rng) if rng.random() < 0.6 else None,
-        hand_scale=float(rng.uniform(0.95, 1.2)),
+        hand_scale=_uniform(rng, RANGES["hand_scale"]),
         hover_mm=_uniform(rng, RANGES["hover_mm"]),
-        background_seed=int(rng.integers(2**31)),
     )
     for name, value in overrides.items():
         if value is not None:

