@@ -28,7 +28,7 @@ class Note:
     velocity: int
     hand: str | None = None
 
-    def shifted(self, seconds: float) -> "Note":
+    def shifted(self, seconds: float) -> Note:
         return replace(self, start=self.start + seconds, end=self.end + seconds)
 
 

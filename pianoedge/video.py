@@ -53,7 +53,7 @@ class H264Writer:
         if self._proc.wait() != 0:
             raise PianoedgeError(f"ffmpeg could not write {self.path}: {err or 'unknown error'}")
 
-    def __enter__(self) -> "H264Writer":
+    def __enter__(self) -> H264Writer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -42,6 +42,11 @@ class FingerNote:
     touch: float  # time the finger meets the key
 
 
+def _reach_cost(anchors: np.ndarray, current: float) -> float:
+    """How far a set of fingered keys pulls the hand apart (spread of implied positions) and away."""
+    return float(anchors.var() * 4 + (anchors.mean() - current) ** 2 * 0.05)
+
+
 def _smooth(s):
     s = np.clip(s, 0.0, 1.0)
     return s * s * (3 - 2 * s)
@@ -55,7 +60,6 @@ class Hand:
         self.side = side
         self.sign = 1.0 if side == "right" else -1.0
         self.scale = scale
-        self.hover = hover_mm
         self.layout = layout
         self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
         self.hover_phase = rng.uniform(0, 2 * np.pi, FINGERS)
@@ -99,12 +103,10 @@ class Hand:
             order = np.argsort([p[0] * self.sign for p in points])[: len(free)]  # thumb side first
             xs = np.array([points[i][0] for i in order])
 
-            def cost(combo: tuple[int, ...]) -> float:
-                anchors = np.concatenate([xs - tips[list(combo)], [hx - tips[f] for f, (hx, _) in held.items()]])
-                return float(anchors.var() * 4 + (anchors.mean() - x) ** 2 * 0.05)
-
             # fingers in keyboard order, chosen so that held and new notes are all within reach
-            combo = min(combinations(free, len(order)), key=cost)
+            held_anchors = [hx - tips[f] for f, (hx, _) in held.items()]
+            combo = min(combinations(free, len(order)),
+                        key=lambda c: _reach_cost(np.concatenate([xs - tips[list(c)], held_anchors]), x))
             targets = {f: int(i) for f, i in zip(combo, order)}
             anchors = [points[i][0] - tips[f] for f, i in targets.items()] + [hx - tips[f] for f, (hx, _) in held.items()]
             ys = [points[i][1] for i in targets.values()] + [hy for hx, hy in held.values()]

@@ -96,7 +96,7 @@ PART_WORKS = (  # other multi-part works reduced to two hands: upper parts right
     "johnson_j_r/lift_every_voice.mxl",
 )
 
-_WORKS: dict[str, "_Work | None"] = {}  # parsed corpus works by path; None when a work failed
+_WORKS: dict[str, _Work | None] = {}  # parsed corpus works by path; None when a work failed
 
 
 @dataclass(frozen=True)
@@ -288,7 +288,7 @@ class _Setting:
     centres: dict[str, int]  # hand -> centre pitch
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, seconds: float, lowest: int, highest: int) -> "_Setting":
+    def draw(cls, rng: np.random.Generator, seconds: float, lowest: int, highest: int) -> _Setting:
         tonic = int(rng.integers(12))
         mode = MODES["major" if rng.random() < 0.6 else "minor"]
         right = rng.integers(*RIGHT_CENTRE, endpoint=True)

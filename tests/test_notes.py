@@ -3,7 +3,7 @@ import pretty_midi
 import pytest
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.notes import Note, read_notes, write_notes
+from pianoedge.notes import read_notes, write_notes
 from pianoedge.takes import frame_labels
 
 from .conftest import REAL, performance

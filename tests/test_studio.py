@@ -208,7 +208,7 @@ def test_warping_with_the_take_corners_puts_white_key_boundaries_in_place(takes,
 
 
 def test_recorded_corners_are_the_lens_applied_to_the_ideal_corners(takes):
-    for name, overrides in VIEWS:
+    for name, _ in VIEWS:
         meta = json.loads((takes / f"{name}.json").read_text())
         w, h = meta["image_size"]
         cam = Camera(np.eye(3), np.eye(3), np.zeros(3), w, h, meta["lens"]["k1"])
