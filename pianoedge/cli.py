@@ -53,6 +53,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lock(args: argparse.Namespace) -> int:
+    from pianoedge.calibration import acquire
+
+    if args.image:
+        frames = acquire.frames_from_image(args.image)
+    elif args.video:
+        frames = acquire.frames_from_video(args.video)
+    else:
+        frames = acquire.frames_from_camera(args.camera)
+    lock = acquire.lock_frames(frames, args.keys, args.k1)
+    lock.save(args.output)
+    print(f"locked a {lock.num_keys}-key keyboard (lowest key {lock.lowest_key}); wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianoedge", description="Muted piano video in; MIDI with velocities and audio out.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -74,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=float, default=20.0, help="length of each generated take (default 20)")
     synth.add_argument("--workers", type=int, help="parallel renderers for --generate (default: one per core)")
     synth.set_defaults(func=cmd_synth)
+
+    lock = sub.add_parser("lock", help="find the keyboard once and write lock.json",
+                          description="Find which key is where (with hands on the keys is fine) and write the fixed "
+                                      "homography to the canonical strip as lock.json.")
+    source = lock.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, metavar="IMG", help="a still frame")
+    source.add_argument("--video", type=Path, metavar="VIDEO", help="a video: frames across it are combined")
+    source.add_argument("--camera", type=int, metavar="N", help="a V4L2 camera index")
+    lock.add_argument("-o", "--output", required=True, type=Path, metavar="lock.json")
+    lock.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
+    lock.add_argument("--k1", type=float, default=0.0, help="lens radial distortion k1, if known (default 0)")
+    lock.set_defaults(func=cmd_lock)
     return parser
 
 

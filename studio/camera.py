@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from pianoedge.calibration.lens import Lens
 
 
 @dataclass
 class Camera:
-    """Intrinsics ``K``, world-to-camera rotation ``R`` and translation ``t``, image size, lens ``k1``.
-
-    The lens model is the one `furelise.json` documents: OpenCV radial distortion with k1 only, the
-    principal point at the image centre, focal length = image width in pixels for the normalisation.
-    """
+    """Intrinsics ``K``, world-to-camera rotation ``R`` and translation ``t``, image size, lens ``k1``
+    (the model of ``pianoedge.calibration.lens``)."""
 
     K: np.ndarray
     R: np.ndarray
@@ -43,30 +41,17 @@ class Camera:
     def depth(self, points: np.ndarray) -> np.ndarray:
         return self.to_camera(np.asarray(points, float))[..., 2]
 
-    def lens_matrix(self) -> np.ndarray:
-        """The lens model's own camera matrix (f = image width, centre principal point)."""
-        return np.array([[self.width, 0, self.width / 2], [0, self.width, self.height / 2], [0, 0, 1]], float)
+    @property
+    def lens(self) -> Lens:
+        return Lens(self.k1, self.width, self.height)
 
     def distort(self, pixels: np.ndarray) -> np.ndarray:
         """Map ideal pixel coordinates to where the lens puts them in the recorded image."""
-        pts = np.asarray(pixels, float).reshape(-1, 2)
-        if self.k1 == 0.0:
-            return pts.copy()
-        lens = self.lens_matrix()
-        norm = (pts - lens[:2, 2]) / lens[0, 0]
-        r2 = (norm**2).sum(axis=1, keepdims=True)
-        return norm * (1 + self.k1 * r2) * lens[0, 0] + lens[:2, 2]
+        return self.lens.distort(pixels)
 
     def distortion_maps(self) -> tuple[np.ndarray, np.ndarray] | None:
         """cv2.remap maps that turn an ideal render into the distorted recorded image (None if no lens)."""
-        if self.k1 == 0.0:
-            return None
-        lens = self.lens_matrix()
-        ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
-        recorded = np.stack([xs.ravel(), ys.ravel()], axis=1).reshape(-1, 1, 2)
-        ideal = cv2.undistortPoints(recorded, lens, np.array([self.k1, 0, 0, 0], float), P=lens)
-        ideal = ideal.reshape(self.height, self.width, 2)
-        return cv2.convertMaps(ideal[..., 0], ideal[..., 1], cv2.CV_16SC2)
+        return None if self.k1 == 0.0 else self.lens.distort_maps()
 
 
 def look_at(centre: np.ndarray, target: np.ndarray, up_hint: np.ndarray, roll_deg: float) -> tuple[np.ndarray, np.ndarray]:

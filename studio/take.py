@@ -20,7 +20,7 @@ from .render import Renderer
 
 EXPOSURE_SAMPLES = 3  # sub-frame renders averaged for motion blur of moving keys
 TAIL_S = 1.0  # video continues after the last release
-LENS_MODEL = "OpenCV radial distortion k1 only, principal point at the image centre, focal length = image width in pixels"
+LENS_MODEL = "OpenCV radial distortion k1 only, principal point at the image centre, focal length = image width in pixels"  # as furelise.json
 
 
 def fitting_sizes(notes: list[Note]) -> list[int]:

@@ -1,0 +1,76 @@
+"""Lock from an image, a video or a camera: gather frames, fade the hands out, fit, check, and say what failed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pianoedge.errors import PianoedgeError
+
+from .lens import Lens
+from .lock import fit_keyboard, fit_score
+from .lockfile import Lock
+
+FRAMES = 9  # frames combined by their median, so that hands in motion fade out
+MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
+
+
+def frames_from_video(path: str | Path, count: int = FRAMES) -> list[np.ndarray]:
+    """``count`` frames spread over a video file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PianoedgeError(f"video not found: {path}")
+    cap = cv2.VideoCapture(str(path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    frames = []
+    for index in np.linspace(0, max(total - 1, 0), count).astype(int) if total > 0 else []:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        ok, frame = cap.read()
+        if ok:
+            frames.append(frame)
+    cap.release()
+    if not frames:
+        raise PianoedgeError(f"cannot read any frame from {path}: is it a video file OpenCV can decode (mp4/avi/mkv)?")
+    return frames
+
+
+def frames_from_image(path: str | Path) -> list[np.ndarray]:
+    frame = cv2.imread(str(path))
+    if frame is None:
+        raise PianoedgeError(f"cannot read image {path}: give a PNG or JPEG file")
+    return [frame]
+
+
+def frames_from_camera(index: int, count: int = FRAMES, seconds: float = 2.0) -> list[np.ndarray]:
+    """``count`` frames from a V4L2 camera over about ``seconds`` (hands may move meanwhile)."""
+    cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
+    if not cap.isOpened():
+        raise PianoedgeError(f"cannot open camera {index}: check the cable and that /dev/video{index} exists")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    step = max(int(seconds * fps / count), 1)
+    frames, read = [], 0
+    while len(frames) < count and read < count * step + 30:
+        ok, frame = cap.read()
+        read += 1
+        if ok and read % step == 0:
+            frames.append(frame)
+    cap.release()
+    if not frames:
+        raise PianoedgeError(f"camera {index} gave no frames")
+    return frames
+
+
+def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float = 0.0) -> Lock:
+    """Lock onto the keyboard seen in ``frames`` (one or more of the same view)."""
+    h, w = frames[0].shape[:2]
+    median = np.median(np.stack(frames), axis=0).astype(np.uint8) if len(frames) > 1 else frames[0]
+    if k1:
+        median = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR)
+    gray = cv2.cvtColor(median, cv2.COLOR_BGR2GRAY)
+    fit = fit_keyboard(gray, num_keys)
+    score = fit_score(gray, fit)
+    if score < MIN_FIT_SCORE:
+        raise PianoedgeError(f"no reliable lock: only {score:.0%} of the black keys are where the fit puts them; "
+                             "show the whole keyboard, evenly lit, or give --keys")
+    return Lock.from_fit(fit, (w, h), k1)

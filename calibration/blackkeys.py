@@ -1,0 +1,109 @@
+"""Black keys in an image: the row of dark, narrow, parallel blobs that only a keyboard makes.
+
+Dark structures narrower than a kernel are found with a black-hat transform and Otsu's threshold;
+connected blobs of a black key's shape are kept, and RANSAC finds the longest row of them whose long
+axes lie across the row. Black keys often touch a dark band at their back (fallboard, felt, shadow):
+a second pass removes everything long along the row (a line opening) and looks again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_ROW = 5  # fewer black keys than this is not a keyboard
+ASPECT = (2.0, 15.0)  # long / short side of a black key's blob
+FILL = 0.6  # blob area over its rectangle's
+
+
+@dataclass
+class BlackKeyRow:
+    """Black-key blobs (OpenCV rotated rects) along one row, and the row's unit direction."""
+
+    rects: list
+    direction: np.ndarray
+
+    @property
+    def centres(self) -> np.ndarray:
+        return np.array([r[0] for r in self.rects], float)
+
+    def __len__(self) -> int:
+        return len(self.rects)
+
+
+def _long_axis(rect) -> np.ndarray:
+    (_, _), (w, h), angle = rect
+    a = np.deg2rad(angle)
+    d = np.array([np.cos(a), np.sin(a)])
+    return d if w >= h else np.array([-d[1], d[0]])
+
+
+def _blobs(binary: np.ndarray, max_area: float) -> list:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary)
+    rects = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < 15 or area > max_area:
+            continue
+        pts = (np.column_stack(np.nonzero(labels[y : y + h, x : x + w] == i)[::-1]) + [x, y]).astype(np.float32)
+        rect = cv2.minAreaRect(pts)
+        rw, rh = rect[1]
+        if ASPECT[0] < max(rw, rh) / max(min(rw, rh), 1.0) < ASPECT[1] and area > FILL * rw * rh:
+            rects.append(rect)
+    return rects
+
+
+def _row(rects: list, rng: np.random.Generator, iterations: int = 400) -> BlackKeyRow:
+    """The largest set of blobs on one line, long axes across it, of similar length."""
+    if len(rects) < MIN_ROW:
+        return BlackKeyRow([], np.array([1.0, 0.0]))
+    centres = np.array([r[0] for r in rects], float)
+    length = np.array([max(r[1]) for r in rects], float)
+    axes = np.array([_long_axis(r) for r in rects])
+    best, best_dir = np.array([], int), np.array([1.0, 0.0])
+    for _ in range(iterations):
+        i, j = rng.choice(len(rects), 2, replace=False)
+        d = centres[j] - centres[i]
+        dist = float(np.linalg.norm(d))
+        if dist < 1.0:
+            continue
+        u = d / dist
+        normal = np.array([-u[1], u[0]])
+        offset = np.abs((centres - centres[i]) @ normal)
+        inliers = np.flatnonzero((offset < 0.35 * np.maximum(length[i], length)) & (np.abs(axes @ u) < 0.6)
+                                 & (length > 0.4 * length[i]) & (length < 2.5 * length[i]))
+        if len(inliers) > len(best):
+            best, best_dir = inliers, u
+    if len(best) < MIN_ROW:
+        return BlackKeyRow([], best_dir)
+    # refit the direction through all inliers
+    pts = centres[best]
+    vx, vy, _, _ = cv2.fitLine(pts.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+    direction = np.array([vx, vy], float)
+    order = np.argsort((pts - pts.mean(axis=0)) @ direction)
+    return BlackKeyRow([rects[k] for k in best[order]], direction)
+
+
+def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
+    """The row of black keys in a grey image (empty when there is none)."""
+    h, w = gray.shape
+    k = max(int(w / 40) | 1, 9)
+    blackhat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    _, binary = cv2.threshold(blackhat, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    rng = np.random.default_rng(0)
+    max_area = 0.01 * w * h
+    best = _row(_blobs(binary, max_area), rng)
+    if len(best) >= MIN_ROW:
+        # second pass: cut away bands that run along the row (what black keys' backs often touch)
+        angle = float(np.degrees(np.arctan2(best.direction[1], best.direction[0])))
+        rotate = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        upright = cv2.warpAffine(binary, rotate, (w, h), flags=cv2.INTER_NEAREST)
+        spacing = float(np.median(np.diff(best.centres @ best.direction))) if len(best) > 1 else k
+        band = cv2.morphologyEx(upright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(int(2.5 * spacing), 3), 1)))
+        keys_only = cv2.warpAffine(cv2.subtract(upright, band), cv2.invertAffineTransform(rotate), (w, h), flags=cv2.INTER_NEAREST)
+        keys_only = cv2.morphologyEx(keys_only, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+        second = _row(_blobs(keys_only, max_area), rng)
+        if len(second) > len(best):
+            best = second
+    return best

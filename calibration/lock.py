@@ -1,0 +1,324 @@
+"""Keyboard locking: find which key is where, once, and fix the homography to the canonical strip.
+
+1. ``blackkeys`` finds the row of black keys (median of several frames, so moving hands fade).
+2. Which black key is which: their spacing follows the octave's 2-3 pattern, and a 1D projective
+   map (a line seen in perspective) from the 88-key layout's black-key positions to the row is
+   fitted by RANSAC over triples; the octave and the keyboard size (61/76/88) come from the ends:
+   the white keys must stop, and the case begin, exactly where the hypothesis says.
+3. The black-key tops lie 12 mm above the white keys, so the final homography is fitted to the
+   white-key surface itself: the gaps between white keys, measured along several rows in front of
+   the black keys (and the long E-F and B-C gaps further back), and the keys' front edge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pianoedge import keys as K
+from pianoedge.errors import PianoedgeError
+
+from .blackkeys import BlackKeyRow, find_black_keys
+
+U = K.WHITE_KEY_PITCH_MM
+BLACK_FRONT_MM = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM  # y of the black keys' front ends
+REFERENCE = K.layout(88)
+BLACK_X_MM = np.array([k.centre for k in REFERENCE.blacks]) * U  # 88-key black key centres from A0's edge
+GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where every white gap shows
+LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
+MIN_SCORE_MARGIN = 0.04  # best octave/size hypothesis must beat the next by this much
+
+
+@dataclass
+class KeyboardFit:
+    """Result of locking one image: the homography from world mm (88-key x, y from the front) to ideal pixels."""
+
+    world_to_image: np.ndarray
+    lowest: int
+    num_keys: int
+    black_keys_found: int
+
+    @property
+    def x0_mm(self) -> float:
+        """x of this keyboard's lowest white key's outer edge, in the 88-key frame."""
+        return REFERENCE.key(self.lowest).left * U
+
+    @property
+    def width_mm(self) -> float:
+        return K.layout(self.num_keys, self.lowest).num_white * U
+
+    def corners(self) -> np.ndarray:
+        """Ideal-pixel corners of the white-key surface in CONTRACTS order (back-low, back-high, front-high, front-low)."""
+        x0, x1, b = self.x0_mm, self.x0_mm + self.width_mm, K.WHITE_KEY_LENGTH_MM
+        return _apply(self.world_to_image, np.array([[x0, b], [x1, b], [x1, 0.0], [x0, 0.0]]))
+
+
+def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(np.asarray(pts, np.float64).reshape(-1, 1, 2), h).reshape(-1, 2)
+
+
+def _orient(row: BlackKeyRow, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unit vectors low->high and back->front in the image, and the black keys' centres and front ends in order."""
+    axes = []
+    for (_, (w, h), angle) in row.rects:
+        a = np.deg2rad(angle)
+        d = np.array([np.cos(a), np.sin(a)])
+        axes.append(d if w >= h else np.array([-d[1], d[0]]))
+    axes = np.array(axes)
+    axes *= np.sign(axes @ axes[0])[:, None]
+    axis = axes.mean(axis=0)
+    axis /= np.linalg.norm(axis)
+    length = np.array([max(r[1]) for r in row.rects])
+    centres = row.centres
+    # Beyond its front end a black key is followed by ~0.58 of its length of white key, then the
+    # keys' front edge (a step); beyond its back end comes the fallboard at once. Which side has a
+    # flat stretch and then a step (median over all keys, so hands do not count) is the front.
+    reach = np.linspace(0.5, 1.5, 41)
+    scores = []
+    for sign in (1.0, -1.0):
+        profiles = [[_sample(gray, c + sign * axis * r * L) for r in reach] for c, L in zip(centres, length)]
+        grad = np.abs(np.gradient(np.median(np.array(profiles), axis=0)))
+        flat = grad[(reach > 0.55) & (reach < 0.85)].max()
+        step = grad[(reach > 0.9) & (reach < 1.4)].max()
+        scores.append(step - flat)
+    votes = scores[0] - scores[1]
+    front = axis if votes >= 0 else -axis
+    high = row.direction if row.direction[0] * front[1] - row.direction[1] * front[0] > 0 else -row.direction
+    order = np.argsort(centres @ high)
+    centres, length = centres[order], length[order]
+    return high, front, centres, centres + front * (0.5 * length)[:, None]
+
+
+def _sample(gray: np.ndarray, point: np.ndarray) -> float:
+    x, y = int(round(point[0])), int(round(point[1]))
+    h, w = gray.shape
+    if not (0 <= x < w and 0 <= y < h):
+        return 0.0
+    return float(gray[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean())
+
+
+def _projective_1d(x: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """(a, b, c) of t = (a x + b) / (c x + 1), least squares."""
+    A = np.column_stack([x, np.ones_like(x), -x * t])
+    sol, *_ = np.linalg.lstsq(A, t, rcond=None)
+    return sol
+
+
+def _predict_1d(p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return (p[0] * x + p[1]) / (p[2] * x + 1)
+
+
+def _identify(t: np.ndarray) -> np.ndarray:
+    """Black-key index (88-key order) of each detection, -1 for outliers; up to a whole number of octaves."""
+    n = len(t)
+    best_count, best_err, best = -1, np.inf, None
+    for i in range(n - 2):
+        j, k = i + 1, i + 2
+        for a in range(len(BLACK_X_MM) - 2):
+            for d1 in (1, 2):
+                for d2 in (1, 2):
+                    b, c = a + d1, a + d1 + d2
+                    if c >= len(BLACK_X_MM):
+                        continue
+                    p = _projective_1d(BLACK_X_MM[[a, b, c]], t[[i, j, k]])
+                    if p is None or not np.all(np.isfinite(p)):
+                        continue
+                    pred = _predict_1d(p, BLACK_X_MM)
+                    if not np.all(np.diff(pred) > 0):
+                        continue
+                    spacing = np.gradient(pred)
+                    nearest = np.searchsorted(pred, t).clip(1, len(pred) - 1)
+                    left = np.where(np.abs(t - pred[nearest - 1]) < np.abs(t - pred[nearest]), nearest - 1, nearest)
+                    err = np.abs(t - pred[left]) / spacing[left]
+                    ok = err < 0.18
+                    count = len(set(left[ok]))
+                    total = float(err[ok].sum())
+                    if count > best_count or (count == best_count and total < best_err):
+                        best_count, best_err, best = count, total, np.where(ok, left, -1)
+    return np.full(n, -1) if best is None else best
+
+
+def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
+    """(octave shift, lowest pitch, size) hypotheses that contain every identified black key."""
+    found = index[index >= 0]
+    out = []
+    for shift in range(-7, 8):
+        shifted = found + 5 * shift
+        if shifted.min() < 0 or shifted.max() >= len(BLACK_X_MM):
+            continue
+        pitches = [REFERENCE.blacks[i].pitch for i in shifted]
+        for size in sizes:
+            lo, hi = K.keyboard_range(size)
+            if lo < min(pitches) and max(pitches) < hi:
+                out.append((shift, lo, size))
+    return out
+
+
+def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, seen: tuple[int, int]) -> float:
+    """Share of the black keys this keyboard has beyond those found (``seen``: lowest, highest pitch)
+    that the image does not show as a dark key between white ones."""
+    y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
+    extra = [k for k in K.layout(size, lo).blacks if not seen[0] <= k.pitch <= seen[1]]
+    missing = 0
+    for key in extra:
+        x = REFERENCE.key(key.pitch).centre * U
+        at, left, right = _apply(h, np.array([[x, y], [x - 0.5 * U, y], [x + 0.5 * U, y]]))
+        beside = 0.5 * (_sample(gray, left) + _sample(gray, right))
+        if not _sample(gray, at) < 0.75 * beside:
+            missing += 1
+    return missing / len(extra) if extra else 0.0
+
+
+def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
+    """How well the white keys stop where this keyboard's ends would be (bright inside, not outside)."""
+    x0 = REFERENCE.key(lo).left * U
+    x1 = x0 + K.layout(size).num_white * U
+    ys = np.array([8.0, 20.0, 32.0])
+    score = 0.0
+    for edge, inward in ((x0, 1.0), (x1, -1.0)):
+        inside = np.array([[edge + inward * f * U, y] for f in (0.25, 0.5, 0.75) for y in ys])
+        outside = np.array([[edge - inward * f * U, y] for f in (0.5, 1.0, 1.5, 2.0) for y in ys])
+        vin = [_sample(gray, p) for p in _apply(h, inside)]
+        vout = [_sample(gray, p) for p in _apply(h, outside)]
+        score += (np.median(vin) - np.median(vout)) / 255.0
+    return score
+
+
+def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
+    """Measured image points of white-key gaps (and both ends) with their world points, for refitting."""
+    image_pts, world_pts = [], []
+    inv = np.linalg.inv(h)
+    margin = 2 * U
+    width = n_white * U
+    sx = px_per_mm
+    # rectified strip: world x in [x0 - margin, x0 + width + margin], y in [-10, 150]
+    ox, oy = x0 - margin, -10.0
+    to_strip = np.array([[sx, 0, -ox * sx], [0, sx, -oy * sx], [0, 0, 1]]) @ inv
+    strip_w, strip_h = int((width + 2 * margin) * sx), int(160 * sx)
+    strip = cv2.warpPerspective(gray, to_strip, (strip_w, strip_h), flags=cv2.INTER_LINEAR).astype(np.float32)
+    half = max(int(0.4 * U * sx), 2)
+    rows = [(y, False) for y in GAP_ROWS_MM] + [(y, True) for y in LONG_GAP_ROWS_MM]
+    for y, only_long in rows:
+        r = int((y - oy) * sx)
+        band = strip[max(r - int(3 * sx), 0) : r + int(3 * sx) + 1]
+        if band.size == 0:
+            continue
+        profile = np.median(band, axis=0)
+        for i in range(n_white + 1):
+            x = x0 + i * U
+            if only_long and not _is_long_gap(x):
+                continue
+            c = int((x - ox) * sx)
+            window = profile[c - half : c + half + 1]
+            if len(window) < 2 * half + 1:
+                continue
+            if i in (0, n_white):  # an end: the steepest fall from key to case
+                signal = np.gradient(window) * (1 if i == 0 else -1)
+                strong = signal.max() >= 4
+            else:  # a gap: the darkest column, clearly darker than the key tops beside it
+                signal = -window
+                strong = np.median(window) - window.min() >= 6
+            k = int(np.argmax(signal))
+            if not strong or k in (0, len(window) - 1):
+                continue
+            a, b, cc = signal[k - 1], signal[k], signal[k + 1]
+            denom = a - 2 * b + cc
+            sub = 0.5 * (a - cc) / denom if abs(denom) > 1e-6 else 0.0  # parabola through the peak
+            xs = (c - half + k + np.clip(sub, -0.5, 0.5)) / sx + ox
+            image_pts.append([xs, y])
+            world_pts.append([x, y])
+    if not image_pts:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    strip_to_image = np.linalg.inv(to_strip)
+    pts = np.array(image_pts)
+    pix = _apply(strip_to_image, (pts - [ox, oy]) * sx)
+    return pix, np.array(world_pts)
+
+
+def _is_long_gap(x_mm: float) -> bool:
+    """True for an E-F or B-C boundary (no black key on it) in the 88-key frame."""
+    i = int(round(x_mm / U))
+    if i <= 0:
+        return False
+    left = REFERENCE.whites[i - 1].pitch
+    return left % 12 in (4, 11)
+
+
+def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
+    """Image points of the keys' front edge (y = 0) with their world points."""
+    image_pts, world_pts = [], []
+    for i in range(n_white):
+        x = x0 + (i + 0.5) * U
+        ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
+        pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
+        values = np.array([_sample(gray, p) for p in pts])
+        grad = np.gradient(values)  # along +y (towards the back): dark front face -> bright key top
+        k = int(np.argmax(grad))
+        if grad[k] < 6 or k in (0, len(ys) - 1):
+            continue
+        image_pts.append(pts[k])
+        world_pts.append([x, 0.0])
+    return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
+
+
+def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
+    """Lock onto the keyboard in an (ideal, undistorted) grey image."""
+    row = find_black_keys(gray)
+    if len(row) < 8:
+        raise PianoedgeError("no keyboard found: fewer than 8 black keys visible. Make sure the keys are in view and lit")
+    high, front, centres, fronts = _orient(row, gray)
+    t = centres @ high
+    index = _identify(t)
+    if (index >= 0).sum() < 8:
+        raise PianoedgeError("no keyboard found: the dark blobs do not follow the black keys' 2-3 pattern")
+    found = index >= 0
+    image = np.concatenate([centres[found], fronts[found]])  # black-key tops: centres and front ends
+    y_world = np.repeat([(BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2, BLACK_FRONT_MM], found.sum())
+    sizes = (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES)
+    best = []
+    for shift, lo, size in _candidates(index, sizes):
+        shifted_found = index[found] + 5 * shift  # five black keys an octave
+        world = np.column_stack([np.tile(BLACK_X_MM[shifted_found], 2), y_world])
+        h, _ = cv2.findHomography(world, image, cv2.RANSAC, 3.0)
+        if h is None:
+            continue
+        # fewest black keys missing where this keyboard has them, then the clearest ends
+        seen = (REFERENCE.blacks[shifted_found.min()].pitch, REFERENCE.blacks[shifted_found.max()].pitch)
+        score = _end_score(gray, h, lo, size) - 0.5 * _missing_black_keys(gray, h, lo, size, seen)
+        best.append((score, shift, lo, size, h))
+    if not best:
+        raise PianoedgeError("keyboard size unclear: no 61/76/88-key keyboard holds the black keys found")
+    best.sort(key=lambda b: -b[0])
+    if len(best) > 1 and best[0][0] - best[1][0] < MIN_SCORE_MARGIN:
+        raise PianoedgeError("cannot tell which key is which: both ends of the keyboard must be visible (or give --keys)")
+    _, shift, lo, size, h = best[0]
+    n_white = K.layout(size).num_white
+    x0 = REFERENCE.key(lo).left * U
+    corners = _apply(h, np.array([[x0, 0], [x0 + n_white * U, 0]]))
+    px_per_mm = max(float(np.linalg.norm(corners[1] - corners[0])) / (n_white * U), 0.5) * 2
+    for step in range(3):  # refit on the white-key surface (z = 0)
+        gi, gw = _gap_positions(gray, h, x0, n_white, px_per_mm)
+        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0 if step == 0 else 6.0)
+        img = np.concatenate([gi, fi])
+        wld = np.concatenate([gw, fw])
+        if len(img) < 12:
+            break
+        h_new, _ = cv2.findHomography(wld, img, cv2.RANSAC, 1.5)
+        if h_new is None:
+            break
+        h = h_new
+    return KeyboardFit(h, lo, size, int(found.sum()))
+
+
+def fit_score(gray: np.ndarray, fit: KeyboardFit) -> float:
+    """Share of this keyboard's black keys that show as dark keys between white ones where the fit
+    puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few)."""
+    y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
+    blacks = K.layout(fit.num_keys, fit.lowest).blacks
+    dark = 0
+    for key in blacks:
+        x = REFERENCE.key(key.pitch).centre * U
+        at, left, right = _apply(fit.world_to_image, np.array([[x, y], [x - 0.5 * U, y], [x + 0.5 * U, y]]))
+        dark += _sample(gray, at) < 0.75 * 0.5 * (_sample(gray, left) + _sample(gray, right))
+    return dark / len(blacks)

@@ -1,0 +1,103 @@
+"""``lock.json`` (CONTRACTS.md): the fixed mapping from camera pixels to the canonical keyboard strip.
+
+Beyond the contract's fields, ``lens`` holds the radial distortion (``k1``, the model of
+``calibration.lens``): when present, pixels are undistorted first and ``homography`` maps the
+undistorted image to the strip; ``corners`` are always in the recorded image.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pianoedge import keys as K
+from pianoedge.errors import PianoedgeError
+
+from .lens import Lens
+from .lock import U, KeyboardFit
+
+
+@dataclass
+class Lock:
+    corners: np.ndarray  # (4, 2) recorded-image pixels, CONTRACTS order
+    image_size: tuple[int, int]
+    lowest_key: int
+    num_keys: int
+    homography: np.ndarray  # (3, 3) undistorted image -> canonical strip
+    canonical_size: tuple[int, int] = K.CANONICAL_SIZE
+    k1: float = 0.0
+
+    @property
+    def lens(self) -> Lens:
+        return Lens(self.k1, *self.image_size)
+
+    @classmethod
+    def from_fit(cls, fit: KeyboardFit, image_size: tuple[int, int], k1: float = 0.0) -> Lock:
+        cw, ch = K.CANONICAL_SIZE
+        # canonical strip: x across the keys (left = low), y from back (0) to front (height)
+        x0, width, back = fit.x0_mm, fit.width_mm, K.WHITE_KEY_LENGTH_MM
+        world_to_canon = np.array([[cw / width, 0, -x0 * cw / width], [0, -ch / back, ch], [0, 0, 1]])
+        homography = world_to_canon @ np.linalg.inv(fit.world_to_image)
+        corners = Lens(k1, *image_size).distort(fit.corners())
+        return cls(corners, tuple(image_size), fit.lowest, fit.num_keys, homography / homography[2, 2], K.CANONICAL_SIZE, k1)
+
+    def to_json(self) -> dict:
+        data = {
+            "corners": np.round(self.corners, 3).tolist(),
+            "image_size": list(self.image_size),
+            "lowest_key": self.lowest_key,
+            "num_keys": self.num_keys,
+            "homography": self.homography.tolist(),
+            "canonical_size": list(self.canonical_size),
+        }
+        if self.k1:
+            data["lens"] = {"k1": self.k1, "model": "OpenCV radial k1, principal point at the centre, focal = image width"}
+        return data
+
+    def save(self, path: str | Path) -> None:
+        try:
+            Path(path).write_text(json.dumps(self.to_json(), indent=1))
+        except OSError as exc:
+            raise PianoedgeError(f"cannot write lock file {path}: {exc.strerror}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Lock:
+        path = Path(path)
+        fix = f"make a new one with: pianoedge lock --video VIDEO -o {path}"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise PianoedgeError(f"lock file not found: {path}; {fix}") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PianoedgeError(f"lock file {path} is not readable JSON ({exc}); {fix}") from None
+        try:
+            lock = cls(np.array(data["corners"], float).reshape(4, 2), tuple(int(v) for v in data["image_size"]),
+                       int(data["lowest_key"]), int(data["num_keys"]), np.array(data["homography"], float).reshape(3, 3),
+                       tuple(int(v) for v in data.get("canonical_size", K.CANONICAL_SIZE)), float(data.get("lens", {}).get("k1", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PianoedgeError(f"lock file {path} is missing or has a bad field ({exc}); {fix}") from None
+        if K.KEYBOARD_SIZES.get(lock.num_keys, (None,))[0] != lock.lowest_key:
+            raise PianoedgeError(f"lock file {path}: a {lock.num_keys}-key keyboard cannot start at pitch {lock.lowest_key}; {fix}")
+        if not np.all(np.isfinite(lock.homography)) or abs(np.linalg.det(lock.homography)) < 1e-12:
+            raise PianoedgeError(f"lock file {path}: the homography is singular; {fix}")
+        return lock
+
+    def warp(self, frame: np.ndarray) -> np.ndarray:
+        """The canonical strip of a recorded frame (undistort, then the fixed homography)."""
+        if frame.shape[1::-1] != tuple(self.image_size):
+            raise PianoedgeError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the lock was made at "
+                                 f"{self.image_size[0]}x{self.image_size[1]}: lock again at this resolution")
+        if self.k1:
+            frame = cv2.remap(frame, *self.lens.undistort_maps(), cv2.INTER_LINEAR)
+        return cv2.warpPerspective(frame, self.homography, tuple(self.canonical_size), flags=cv2.INTER_LINEAR)
+
+    def fit(self) -> KeyboardFit:
+        """The lock as a world (mm) -> undistorted image homography, for checking it against new frames."""
+        cw, ch = self.canonical_size
+        x0 = K.layout(88).key(self.lowest_key).left * U
+        width = K.layout(self.num_keys).num_white * U
+        world_to_canon = np.array([[cw / width, 0, -x0 * cw / width], [0, -ch / K.WHITE_KEY_LENGTH_MM, ch], [0, 0, 1]])
+        return KeyboardFit(np.linalg.inv(self.homography) @ world_to_canon, self.lowest_key, self.num_keys, 0)

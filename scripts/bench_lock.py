@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720, every camera view).
+
+Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S]
+For each take: `lock_frames(frames_from_video(...))` with the take's lens k1, then the corner error
+against the take's labels, whether size and octave are right, and the time (one core).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from datetime import date
+
+import cv2
+import numpy as np
+
+from pianoedge import keys as K
+from pianoedge.calibration.acquire import frames_from_video, lock_frames
+from pianoedge.errors import PianoedgeError
+from pianoedge.studio import music
+from pianoedge.studio.params import VIEWS
+from pianoedge.studio.take import render_take
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--takes", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=500)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    cv2.setNumThreads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.takes):
+            seed = args.seed + i
+            size = (88, 76, 61)[i % 3] if i % 2 else 88
+            lo, hi = K.keyboard_range(size)
+            rng = np.random.default_rng(seed)
+            perf = music.exercise(music.EXERCISE_KINDS[i % len(music.EXERCISE_KINDS)], rng, 3.0, lo, hi)
+            view = VIEWS[i % len(VIEWS)]
+            video = render_take(list(perf.notes), tmp, f"t{i}", seed, num_keys=size, view=view, width=1280, height=720)
+            meta = json.loads(video.with_suffix(".json").read_text())
+            t = time.perf_counter()
+            try:
+                lock = lock_frames(frames_from_video(video), k1=meta["lens"]["k1"])
+                elapsed = time.perf_counter() - t
+                error = float(np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1).mean())
+                rows.append((view, size, (lock.num_keys, lock.lowest_key) == (size, lo), error, elapsed, ""))
+            except PianoedgeError as exc:
+                rows.append((view, size, False, float("nan"), time.perf_counter() - t, str(exc)[:60]))
+    print(f"lock benchmark, {date.today()}, {args.takes} takes from seed {args.seed}, 1280x720 H.264, 1 core\n")
+    print("| view | takes | refused | wrong size/octave | within 3 px | mean corner error (px, locked) | median time (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for view in list(VIEWS) + ["all"]:
+        sel = [r for r in rows if view in ("all", r[0])]
+        refused = sum(1 for r in sel if r[5])
+        wrong = sum(1 for r in sel if not r[5] and not r[2])
+        good = [r for r in sel if not r[5] and r[2]]
+        within = sum(1 for r in good if r[3] <= 3.0)
+        mean = np.mean([r[3] for r in good]) if good else float("nan")
+        print(f"| {view} | {len(sel)} | {refused} | {wrong} | {within} | {mean:.1f} | {np.median([r[4] for r in sel]):.2f} |")
+
+
+if __name__ == "__main__":
+    main()

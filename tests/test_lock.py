@@ -1,0 +1,143 @@
+"""Keyboard locking on studio frames with known corners, on the real clip, and its failure modes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from pianoedge.calibration.acquire import frames_from_video, lock_frames
+from pianoedge.calibration.lens import Lens
+from pianoedge.calibration.lock import fit_score
+from pianoedge.calibration.lockfile import Lock
+from pianoedge.errors import PianoedgeError
+from pianoedge.studio import music
+from pianoedge.studio.take import TakeRenderer
+
+from .conftest import REAL
+
+
+def studio_frames(seed: int, num_keys: int = 88, **overrides):
+    lo, hi = {88: (21, 108), 76: (28, 103), 61: (36, 96)}[num_keys]
+    notes = list(music.exercise("scale", np.random.default_rng(seed), 4.0, lo, hi).notes)
+    take = TakeRenderer(notes, seed, num_keys=num_keys, width=1280, height=720, **overrides)
+    frames = [take.render(int(i)) for i in np.linspace(0, take.frame_count - 1, 9)]
+    corners, _ = take.renderer.image_corners()
+    return frames, corners, take.params
+
+
+CASES = [  # (seed, keys, overrides): camera positions the lock handles today
+    (101, 88, dict(view="overhead")),
+    (102, 61, dict(view="overhead", roll_deg=8.0)),
+    (103, 76, dict(view="yawed", yaw_deg=35.0)),
+    (104, 88, dict(view="yawed", yaw_deg=-40.0)),
+]
+KNOWN_GAPS = [  # views where the lock is not yet within 3 px (see the issue 3 note)
+    (105, 88, dict(view="oblique", tilt_deg=30.0)),
+    (106, 88, dict(view="stand")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,keys,overrides", CASES)
+def test_lock_finds_corners_size_and_octave(seed, keys, overrides):
+    frames, truth, params = studio_frames(seed, keys, **overrides)
+    lock = lock_frames(frames, k1=params.k1)
+    assert lock.num_keys == keys and lock.lowest_key == {88: 21, 76: 28, 61: 36}[keys]
+    error = np.linalg.norm(lock.corners - truth, axis=1)
+    assert error.mean() < 3.0, f"corner errors {np.round(error, 1)} px"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,keys,overrides", KNOWN_GAPS)
+def test_steep_and_upside_down_views_find_size_and_octave(seed, keys, overrides):
+    frames, truth, params = studio_frames(seed, keys, **overrides)
+    lock = lock_frames(frames, k1=params.k1)
+    assert (lock.num_keys, lock.lowest_key) == (88, 21)
+    assert np.linalg.norm(lock.corners - truth, axis=1).max() < 30.0  # the right keys, roughly in place
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: 12 mm black-key parallax seen from a steep or reversed camera, and "
+                                       "the nameboard hiding the keys' back edge from the music stand (issue 3 note)")
+@pytest.mark.parametrize("seed,keys,overrides", KNOWN_GAPS)
+def test_steep_and_upside_down_views_within_3_px(seed, keys, overrides):
+    frames, truth, params = studio_frames(seed, keys, **overrides)
+    lock = lock_frames(frames, k1=params.k1)
+    assert np.linalg.norm(lock.corners - truth, axis=1).max() < 3.0
+
+
+@pytest.mark.slow
+def test_real_clip_locks_to_the_right_keys():
+    meta = json.loads((REAL / "furelise.json").read_text())
+    lock = lock_frames(frames_from_video(REAL / "furelise.mp4"), k1=meta["lens"]["k1"])
+    assert (lock.num_keys, lock.lowest_key) == (88, 21)
+    error = np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1)
+    assert error[:2].max() < 3.0, f"back corners off by {np.round(error[:2], 1)} px"
+    assert error[2:].max() < 12.0, f"front corners off by {np.round(error[2:], 1)} px (bar: 3 px, not met yet)"
+
+
+def test_no_keyboard_is_a_clear_error():
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    with pytest.raises(PianoedgeError, match="no keyboard found"):
+        lock_frames([noise])
+    with pytest.raises(PianoedgeError, match="no keyboard found"):
+        lock_frames([np.full((480, 640, 3), 128, np.uint8)])
+
+
+@pytest.mark.slow
+def test_drift_check_notices_a_bumped_camera(tmp_path):
+    frames, _, params = studio_frames(101, 88, view="overhead", k1=0.0)
+    lock = lock_frames(frames)
+    gray = cv2.cvtColor(np.median(np.stack(frames), axis=0).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+    assert fit_score(gray, lock.fit()) > 0.8
+    h, w = gray.shape
+    bumped = cv2.warpAffine(gray, cv2.getRotationMatrix2D((w / 2, h / 2), 2.0, 1.0) + [[0, 0, 25], [0, 0, 10]], (w, h))
+    assert fit_score(bumped, lock.fit()) < 0.6
+
+
+def test_lock_file_round_trip_and_bad_files(tmp_path):
+    lock = Lock(np.array([[10, 10], [600, 12], [600, 100], [10, 98]], float), (640, 480), 21, 88,
+                np.array([[1.5, 0.01, -15], [0.0, 1.2, -12], [0, 0, 1]]), (884, 106), -0.05)
+    path = tmp_path / "lock.json"
+    lock.save(path)
+    back = Lock.load(path)
+    np.testing.assert_allclose(back.homography, lock.homography)
+    assert (back.num_keys, back.lowest_key, back.k1, back.image_size) == (88, 21, -0.05, (640, 480))
+    data = json.loads(path.read_text())
+    for field in ("corners", "image_size", "lowest_key", "num_keys", "homography", "canonical_size"):
+        assert field in data
+    bad = tmp_path / "bad.json"
+    for content, words in (("{not json", "not readable JSON"), (json.dumps({"corners": []}), "bad field"),
+                           (json.dumps({**data, "lowest_key": 36}), "cannot start at pitch 36")):
+        bad.write_text(content)
+        with pytest.raises(PianoedgeError, match=words):
+            Lock.load(bad)
+    with pytest.raises(PianoedgeError, match="not found"):
+        Lock.load(tmp_path / "missing.json")
+    with pytest.raises(PianoedgeError, match="lock again at this resolution"):
+        lock.warp(np.zeros((720, 1280, 3), np.uint8))
+
+
+def test_lens_undistort_inverts_distort():
+    lens = Lens(-0.13, 1920, 1080)
+    pts = np.array([[100.0, 200.0], [1800.0, 900.0], [960.0, 540.0]])
+    np.testing.assert_allclose(lens.undistort(lens.distort(pts)), pts, atol=0.05)
+
+
+@pytest.mark.slow
+def test_lock_command_line(tmp_path):
+    frames, truth, _ = studio_frames(101, 88, view="overhead", k1=0.0)
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), frames[0])
+    out = tmp_path / "lock.json"
+    result = subprocess.run([sys.executable, "-m", "pianoedge", "lock", "--image", str(image), "-o", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lock = Lock.load(out)
+    assert np.linalg.norm(lock.corners - truth, axis=1).mean() < 3.0
+    missing = subprocess.run([sys.executable, "-m", "pianoedge", "lock", "--video", str(tmp_path / "no.mp4"), "-o", str(out)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "video not found" in missing.stderr
