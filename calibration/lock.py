@@ -262,6 +262,87 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
 
 
+def _lower_plane(h_top: np.ndarray, image_size: tuple[int, int], height_mm: float) -> np.ndarray:
+    """The white-key plane's homography from the black-key tops' (``height_mm`` above it).
+
+    A plane at height z maps by K [r1 r2 (z r3 + t)]: recover K (focal length from the homography's
+    orthogonality constraints, principal point at the centre; a typical 60 degree lens when the view
+    is too square-on to tell) and the rotation, then move the plane down along r3.
+    """
+    w, h = image_size
+    centre = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1.0]])
+    g = centre @ h_top
+    h1, h2 = g[:, 0], g[:, 1]
+    # with omega = diag(a, a, 1), a = 1/f^2:  h1' omega h2 = 0  and  h1' omega h1 = h2' omega h2
+    rows = np.array([[h1[0] * h2[0] + h1[1] * h2[1], h1[2] * h2[2]],
+                     [h1[0] ** 2 + h1[1] ** 2 - h2[0] ** 2 - h2[1] ** 2, h1[2] ** 2 - h2[2] ** 2]])
+    a = -(rows[:, 0] @ rows[:, 1]) / max(rows[:, 0] @ rows[:, 0], 1e-30)
+    f = 1 / np.sqrt(a) if a > 0 else 0.0
+    if not 0.4 * w < f < 3.0 * w:
+        f = 0.87 * w
+    k = np.diag([f, f, 1.0])
+    m = np.linalg.inv(k) @ g
+    scale = 1 / np.linalg.norm(m[:, 0])
+    if m[2, 2] * scale < 0:  # the plane lies in front of the camera
+        scale = -scale
+    r1 = m[:, 0] * scale
+    r2 = m[:, 1] * scale
+    r2 = r2 - (r1 @ r2) * r1
+    r2 /= np.linalg.norm(r2)
+    r3 = np.cross(r1, r2)
+    lowered = g.copy()
+    lowered[:, 2] = g[:, 2] - height_mm * (k @ r3) / scale
+    return np.linalg.inv(centre) @ lowered
+
+
+def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
+    """The white-key plane's homography, from the black-key tops' (12 mm higher, so shifted by parallax).
+
+    The E-F and B-C boundaries are the only white-key gaps that run on between the black keys: each
+    is the one dark line in the bright stretch between two black keys, so it can be found without
+    ambiguity, and where it lies in that stretch measures the parallax there.
+    """
+    xs = np.arange(x0, x0 + n_white * U, 1.0 / px_per_mm)
+    image_pts, world_pts = [], []
+    for y in (70.0, 85.0, 100.0, 115.0, 130.0):
+        pts = _apply(h_top, np.column_stack([xs, np.full_like(xs, y)])).astype(np.float32)
+        profile = cv2.remap(gray, pts[:, 0].reshape(1, -1), pts[:, 1].reshape(1, -1), cv2.INTER_LINEAR).ravel().astype(np.float32)
+        for i in range(1, n_white):
+            x = x0 + i * U
+            if not _is_long_gap(x):
+                continue
+            a, b = np.searchsorted(xs, [x - 0.45 * U, x + 0.45 * U])  # between the flanking black keys
+            window = profile[a:b]
+            if len(window) < 5:
+                continue
+            k = int(np.argmin(window))
+            if np.median(window) - window[k] < 6 or k in (0, len(window) - 1):
+                continue
+            image_pts.append(_apply(h_top, np.array([[xs[a + k], y]]))[0])
+            world_pts.append([x, y])
+    if len(image_pts) < 8:
+        return h_top
+    h, _ = cv2.findHomography(np.array(world_pts), np.array(image_pts), cv2.RANSAC, 2.0)
+    return h_top if h is None else h
+
+
+def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> tuple[np.ndarray, int]:
+    """Fit the white-key plane to gaps and the front edge measured near where ``h`` puts them;
+    returns the homography and how many measurements agree with it."""
+    agree = 0
+    for step in range(3):
+        gi, gw = _gap_positions(gray, h, x0, n_white, px_per_mm)
+        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0 if step == 0 else 6.0)
+        img, wld = np.concatenate([gi, fi]), np.concatenate([gw, fw])
+        if len(img) < 12:
+            break
+        h_new, inliers = cv2.findHomography(wld, img, cv2.RANSAC, 1.5)
+        if h_new is None:
+            break
+        h, agree = h_new, int(inliers.sum())
+    return h, agree
+
+
 def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     """Lock onto the keyboard in an (ideal, undistorted) grey image."""
     row = find_black_keys(gray)
@@ -297,17 +378,10 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     x0 = REFERENCE.key(lo).left * U
     corners = _apply(h, np.array([[x0, 0], [x0 + n_white * U, 0]]))
     px_per_mm = max(float(np.linalg.norm(corners[1] - corners[0])) / (n_white * U), 0.5) * 2
-    for step in range(3):  # refit on the white-key surface (z = 0)
-        gi, gw = _gap_positions(gray, h, x0, n_white, px_per_mm)
-        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0 if step == 0 else 6.0)
-        img = np.concatenate([gi, fi])
-        wld = np.concatenate([gw, fw])
-        if len(img) < 12:
-            break
-        h_new, _ = cv2.findHomography(wld, img, cv2.RANSAC, 1.5)
-        if h_new is None:
-            break
-        h = h_new
+    # refit on the white-key surface (z = 0), starting from the black-key plane as it is and as
+    # corrected for parallax; keep the start whose fit agrees with the most gap and edge measurements
+    results = [_refine(gray, start, x0, n_white, px_per_mm) for start in (h, _white_plane(gray, h, x0, n_white, px_per_mm))]
+    h = max(results, key=lambda r: r[1])[0]
     return KeyboardFit(h, lo, size, int(found.sum()))
 
 
