@@ -9,11 +9,12 @@ import numpy as np
 from pianoedge.errors import PianoedgeError
 
 from .lens import Lens
-from .lock import fit_keyboard, fit_score
+from .lock import estimate_k1, fit_keyboard, fit_score
 from .lockfile import Lock
 
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
 MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
+MIN_AGREEMENT = 0.35  # share of white-key gap and edge measurements the fit must explain
 
 
 def frames_from_video(path: str | Path, count: int = FRAMES) -> list[np.ndarray]:
@@ -61,14 +62,23 @@ def frames_from_camera(index: int, count: int = FRAMES, seconds: float = 2.0) ->
     return frames
 
 
-def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float = 0.0) -> Lock:
-    """Lock onto the keyboard seen in ``frames`` (one or more of the same view)."""
+def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
+    """Lock onto the keyboard seen in ``frames`` (one or more of the same view).
+
+    ``k1``: the lens's radial distortion when known; by default it is estimated from the keys'
+    straight edges, and the lock is fitted again on the undistorted image when it matters.
+    """
     h, w = frames[0].shape[:2]
     median = np.median(np.stack(frames), axis=0).astype(np.uint8) if len(frames) > 1 else frames[0]
+    if k1 is None:
+        k1 = estimate_k1(fit_keyboard(cv2.cvtColor(median, cv2.COLOR_BGR2GRAY), num_keys), (w, h))
     if k1:
         median = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR)
     gray = cv2.cvtColor(median, cv2.COLOR_BGR2GRAY)
     fit = fit_keyboard(gray, num_keys)
+    if fit.agreement < MIN_AGREEMENT:
+        raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit "
+                             f"({fit.agreement:.0%} agree); film the keyboard less steeply, evenly lit, or give --keys")
     score = fit_score(gray, fit)
     if score < MIN_FIT_SCORE:
         raise PianoedgeError(f"no reliable lock: only {score:.0%} of the black keys are where the fit puts them; "

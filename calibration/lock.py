@@ -38,6 +38,9 @@ class KeyboardFit:
     lowest: int
     num_keys: int
     black_keys_found: int
+    agreement: float = 0.0  # share of white-key gap and front-edge measurements the fit explains
+    world_points: np.ndarray | None = None  # the measurements it explains: world mm ...
+    image_points: np.ndarray | None = None  # ... and where they are in the image
 
     @property
     def x0_mm(self) -> float:
@@ -326,10 +329,10 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     return h_top if h is None else h
 
 
-def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> tuple[np.ndarray, int]:
+def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
     """Fit the white-key plane to gaps and the front edge measured near where ``h`` puts them;
-    returns the homography and how many measurements agree with it."""
-    agree = 0
+    returns the homography, the last measurements (world, image points) and how many agree with it."""
+    kept = (np.zeros((0, 2)), np.zeros((0, 2)), 0)
     for step in range(3):
         gi, gw = _gap_positions(gray, h, x0, n_white, px_per_mm)
         fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0 if step == 0 else 6.0)
@@ -339,8 +342,8 @@ def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm:
         h_new, inliers = cv2.findHomography(wld, img, cv2.RANSAC, 1.5)
         if h_new is None:
             break
-        h, agree = h_new, int(inliers.sum())
-    return h, agree
+        h, kept = h_new, (wld, img, int(inliers.sum()))
+    return h, kept
 
 
 def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
@@ -381,8 +384,28 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     # refit on the white-key surface (z = 0), starting from the black-key plane as it is and as
     # corrected for parallax; keep the start whose fit agrees with the most gap and edge measurements
     results = [_refine(gray, start, x0, n_white, px_per_mm) for start in (h, _white_plane(gray, h, x0, n_white, px_per_mm))]
-    h = max(results, key=lambda r: r[1])[0]
-    return KeyboardFit(h, lo, size, int(found.sum()))
+    h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
+    possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
+    return KeyboardFit(h, lo, size, int(found.sum()), agree / possible, world_pts, image_pts)
+
+
+def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
+    """Radial distortion under which the most measured gap and front-edge points fit one homography
+    (the keys' edges are straight lines): 0 when the lens does not measurably bend them."""
+    from .lens import Lens
+
+    def agreeing(k1: float) -> int:
+        pts = Lens(k1, *image_size).undistort(fit.image_points)
+        h, inliers = cv2.findHomography(fit.world_points, pts, cv2.RANSAC, 1.0)
+        return 0 if h is None else int(inliers.sum())
+
+    if fit.world_points is None or len(fit.world_points) < 20:
+        return 0.0
+    grid = np.round(np.arange(-0.3, 0.1001, 0.01), 3)
+    counts = np.array([agreeing(k) for k in grid])
+    best = float(grid[int(np.argmax(counts))])
+    # only when it matters: clearly more of the keys' edges line up than with no distortion at all
+    return best if counts.max() > 1.1 * agreeing(0.0) else 0.0
 
 
 def fit_score(gray: np.ndarray, fit: KeyboardFit) -> float:

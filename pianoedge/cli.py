@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera", type=int, metavar="N", help="a V4L2 camera index")
     lock.add_argument("-o", "--output", required=True, type=Path, metavar="lock.json")
     lock.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
-    lock.add_argument("--k1", type=float, default=0.0, help="lens radial distortion k1, if known (default 0)")
+    lock.add_argument("--k1", type=float, help="lens radial distortion k1 if known (default: estimated; 0 turns it off)")
     lock.set_defaults(func=cmd_lock)
     return parser
 

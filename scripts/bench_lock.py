@@ -2,7 +2,7 @@
 """Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720, every camera view).
 
 Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S]
-For each take: `lock_frames(frames_from_video(...))` with the take's lens k1, then the corner error
+For each take: `lock_frames(frames_from_video(...))` (lens distortion estimated), then the corner error
 against the take's labels, whether size and octave are right, and the time (one core).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
             meta = json.loads(video.with_suffix(".json").read_text())
             t = time.perf_counter()
             try:
-                lock = lock_frames(frames_from_video(video), k1=meta["lens"]["k1"])
+                lock = lock_frames(frames_from_video(video))  # lens distortion estimated, not given
                 elapsed = time.perf_counter() - t
                 error = float(np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1).mean())
                 rows.append((view, size, (lock.num_keys, lock.lowest_key) == (size, lo), error, elapsed, ""))
