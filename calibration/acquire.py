@@ -17,19 +17,24 @@ MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
 MIN_AGREEMENT = 0.35  # share of white-key gap and edge measurements the fit must explain
 
 
-def frames_from_video(path: str | Path, count: int = FRAMES) -> list[np.ndarray]:
-    """``count`` frames spread over a video file."""
+def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = 6.0) -> list[np.ndarray]:
+    """``count`` frames spread over the first ``seconds`` of a video (read in order: seeking in
+    H.264 costs a decode from the last keyframe each time)."""
     path = Path(path)
     if not path.is_file():
         raise PianoedgeError(f"video not found: {path}")
     cap = cv2.VideoCapture(str(path))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    span = min(total, int(seconds * (cap.get(cv2.CAP_PROP_FPS) or 30.0))) if total > 0 else 0
+    wanted = set(np.linspace(0, max(span - 1, 0), count).astype(int).tolist()) if span else set()
     frames = []
-    for index in np.linspace(0, max(total - 1, 0), count).astype(int) if total > 0 else []:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, frame = cap.read()
-        if ok:
-            frames.append(frame)
+    for index in range(span):
+        if not cap.grab():
+            break
+        if index in wanted:
+            ok, frame = cap.retrieve()
+            if ok:
+                frames.append(frame)
     cap.release()
     if not frames:
         raise PianoedgeError(f"cannot read any frame from {path}: is it a video file OpenCV can decode (mp4/avi/mkv)?")
@@ -62,6 +67,26 @@ def frames_from_camera(index: int, count: int = FRAMES, seconds: float = 2.0) ->
     return frames
 
 
+FIRST_GUESSES_K1 = (0.0, -0.1, -0.2, 0.05)  # a strongly bent keyboard may need a rough undistortion to lock at all
+
+
+def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> float:
+    """k1 from a first lock: on the image as recorded, else after a rough guess of the distortion."""
+    h, w = grey.shape
+    failure = None
+    for guess in FIRST_GUESSES_K1:
+        lens = Lens(guess, w, h)
+        try:
+            fit = fit_keyboard(cv2.remap(grey, *lens.undistort_maps(), cv2.INTER_LINEAR) if guess else grey, num_keys)
+        except PianoedgeError as exc:
+            failure = exc
+            continue
+        if fit.image_points is not None:
+            fit.image_points = lens.distort(fit.image_points)  # back to recorded pixels
+        return estimate_k1(fit, (w, h))
+    raise failure
+
+
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
     """Lock onto the keyboard seen in ``frames`` (one or more of the same view).
 
@@ -69,12 +94,11 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     straight edges, and the lock is fitted again on the undistorted image when it matters.
     """
     h, w = frames[0].shape[:2]
-    median = np.median(np.stack(frames), axis=0).astype(np.uint8) if len(frames) > 1 else frames[0]
+    greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
+    median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
     if k1 is None:
-        k1 = estimate_k1(fit_keyboard(cv2.cvtColor(median, cv2.COLOR_BGR2GRAY), num_keys), (w, h))
-    if k1:
-        median = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR)
-    gray = cv2.cvtColor(median, cv2.COLOR_BGR2GRAY)
+        k1 = _estimate_lens(median, num_keys)
+    gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
     fit = fit_keyboard(gray, num_keys)
     if fit.agreement < MIN_AGREEMENT:
         raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit "

@@ -93,6 +93,12 @@ def _orient(row: BlackKeyRow, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return high, front, centres, centres + front * (0.5 * length)[:, None]
 
 
+def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear grey values at many (N, 2) points (0 outside the image)."""
+    pts = np.asarray(points, np.float32).reshape(1, -1, 2)
+    return cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).ravel().astype(np.float32)
+
+
 def _sample(gray: np.ndarray, point: np.ndarray) -> float:
     x, y = int(round(point[0])), int(round(point[1]))
     h, w = gray.shape
@@ -101,45 +107,41 @@ def _sample(gray: np.ndarray, point: np.ndarray) -> float:
     return float(gray[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean())
 
 
-def _projective_1d(x: np.ndarray, t: np.ndarray) -> np.ndarray | None:
-    """(a, b, c) of t = (a x + b) / (c x + 1), least squares."""
-    A = np.column_stack([x, np.ones_like(x), -x * t])
-    sol, *_ = np.linalg.lstsq(A, t, rcond=None)
-    return sol
-
-
-def _predict_1d(p: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (p[0] * x + p[1]) / (p[2] * x + 1)
-
-
 def _identify(t: np.ndarray) -> np.ndarray:
-    """Black-key index (88-key order) of each detection, -1 for outliers; up to a whole number of octaves."""
-    n = len(t)
-    best_count, best_err, best = -1, np.inf, None
-    for i in range(n - 2):
-        j, k = i + 1, i + 2
-        for a in range(len(BLACK_X_MM) - 2):
-            for d1 in (1, 2):
-                for d2 in (1, 2):
-                    b, c = a + d1, a + d1 + d2
-                    if c >= len(BLACK_X_MM):
-                        continue
-                    p = _projective_1d(BLACK_X_MM[[a, b, c]], t[[i, j, k]])
-                    if p is None or not np.all(np.isfinite(p)):
-                        continue
-                    pred = _predict_1d(p, BLACK_X_MM)
-                    if not np.all(np.diff(pred) > 0):
-                        continue
-                    spacing = np.gradient(pred)
-                    nearest = np.searchsorted(pred, t).clip(1, len(pred) - 1)
-                    left = np.where(np.abs(t - pred[nearest - 1]) < np.abs(t - pred[nearest]), nearest - 1, nearest)
-                    err = np.abs(t - pred[left]) / spacing[left]
-                    ok = err < 0.18
-                    count = len(set(left[ok]))
-                    total = float(err[ok].sum())
-                    if count > best_count or (count == best_count and total < best_err):
-                        best_count, best_err, best = count, total, np.where(ok, left, -1)
-    return np.full(n, -1) if best is None else best
+    """Black-key index (88-key order) of each detection, -1 for outliers; up to a whole number of octaves.
+
+    Every hypothesis "detections i, i+1, i+2 are black keys a, a+d1, a+d1+d2" (d = 1, or 2 when one
+    is hidden) fixes a 1D projective map; the one that puts the most detections on distinct black
+    keys (then the smallest error) wins. All hypotheses are solved at once.
+    """
+    n, keys = len(t), len(BLACK_X_MM)
+    hyp = np.array([(i, a, d1, d2) for i in range(n - 2) for a in range(keys - 2) for d1 in (1, 2) for d2 in (1, 2)
+                    if a + d1 + d2 < keys])
+    if len(hyp) == 0:
+        return np.full(n, -1)
+    i, a = hyp[:, 0], hyp[:, 1]
+    x = np.stack([BLACK_X_MM[a], BLACK_X_MM[a + hyp[:, 2]], BLACK_X_MM[a + hyp[:, 2] + hyp[:, 3]]], axis=1)
+    tt = np.stack([t[i], t[i + 1], t[i + 2]], axis=1)
+    A = np.stack([x, np.ones_like(x), -x * tt], axis=2)
+    solvable = np.abs(np.linalg.det(A)) > 1e-9
+    A, tt = A[solvable], tt[solvable]
+    p = np.linalg.solve(A, tt[..., None])[..., 0]
+    pred = (p[:, :1] * BLACK_X_MM + p[:, 1:2]) / (p[:, 2:3] * BLACK_X_MM + 1)  # (M, keys)
+    monotonic = np.all(np.diff(pred, axis=1) > 0, axis=1)
+    spacing = np.abs(np.gradient(pred, axis=1))
+    nearest = np.argmin(np.abs(t[None, :, None] - pred[:, None, :]), axis=2)  # (M, n)
+    rows = np.arange(len(pred))[:, None]
+    err = np.abs(t[None, :] - pred[rows, nearest]) / np.maximum(spacing[rows, nearest], 1e-9)
+    ok = (err < 0.18) & monotonic[:, None]
+    hits = np.zeros(pred.shape, bool)
+    r, c = np.nonzero(ok)
+    hits[r, nearest[r, c]] = True
+    count = hits.sum(axis=1)
+    total = np.where(ok, err, 0).sum(axis=1)
+    best = int(np.lexsort((total, -count))[0])
+    if count[best] == 0:
+        return np.full(n, -1)
+    return np.where(ok[best], nearest[best], -1)
 
 
 def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
@@ -221,7 +223,7 @@ def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
                 strong = signal.max() >= 4
             else:  # a gap: the darkest column, clearly darker than the key tops beside it
                 signal = -window
-                strong = np.median(window) - window.min() >= 6
+                strong = window.mean() - window.min() >= 6
             k = int(np.argmax(signal))
             if not strong or k in (0, len(window) - 1):
                 continue
@@ -251,11 +253,12 @@ def _is_long_gap(x_mm: float) -> bool:
 def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
     """Image points of the keys' front edge (y = 0) with their world points."""
     image_pts, world_pts = [], []
+    smooth = cv2.blur(gray, (3, 3))
     for i in range(n_white):
         x = x0 + (i + 0.5) * U
         ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
         pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
-        values = np.array([_sample(gray, p) for p in pts])
+        values = _samples(smooth, pts)
         grad = np.gradient(values)  # along +y (towards the back): dark front face -> bright key top
         k = int(np.argmax(grad))
         if grad[k] < 6 or k in (0, len(ys) - 1):

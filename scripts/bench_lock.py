@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720, every camera view).
+"""Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720, every camera view),
+beside the seed paper's Hough-line baseline on the same frames.
 
 Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S]
 For each take: `lock_frames(frames_from_video(...))` (lens distortion estimated), then the corner error
-against the take's labels, whether size and octave are right, and the time (one core).
+against the take's labels, whether size and octave are right, and the time (one core, video decoding
+included). The baseline (`calibration.hough`) runs on the median of the same frames; it always
+assumes 88 keys, so on 61/76-key takes it counts as a wrong size.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import numpy as np
 
 from pianoedge import keys as K
 from pianoedge.calibration.acquire import frames_from_video, lock_frames
+from pianoedge.calibration.hough import hough_corners
 from pianoedge.errors import PianoedgeError
 from pianoedge.studio import music
 from pianoedge.studio.params import VIEWS
@@ -44,25 +48,34 @@ def main() -> None:
             view = VIEWS[i % len(VIEWS)]
             video = render_take(list(perf.notes), tmp, f"t{i}", seed, num_keys=size, view=view, width=1280, height=720)
             meta = json.loads(video.with_suffix(".json").read_text())
+            truth = np.array(meta["corners"])
             t = time.perf_counter()
+            frames = frames_from_video(video)
             try:
-                lock = lock_frames(frames_from_video(video))  # lens distortion estimated, not given
-                elapsed = time.perf_counter() - t
-                error = float(np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1).mean())
-                rows.append((view, size, (lock.num_keys, lock.lowest_key) == (size, lo), error, elapsed, ""))
+                lock = lock_frames(frames)  # lens distortion estimated, not given
+                error = float(np.linalg.norm(lock.corners - truth, axis=1).mean())
+                rows.append(("lock", view, (lock.num_keys, lock.lowest_key) == (size, lo), error, time.perf_counter() - t, ""))
             except PianoedgeError as exc:
-                rows.append((view, size, False, float("nan"), time.perf_counter() - t, str(exc)[:60]))
+                rows.append(("lock", view, False, float("nan"), time.perf_counter() - t, str(exc)))
+            t = time.perf_counter()
+            grey = np.median(np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]), axis=0).astype(np.uint8)
+            try:
+                error = float(np.linalg.norm(hough_corners(grey) - truth, axis=1).mean())
+                rows.append(("hough", view, size == 88, error, time.perf_counter() - t, ""))
+            except PianoedgeError as exc:
+                rows.append(("hough", view, False, float("nan"), time.perf_counter() - t, str(exc)))
     print(f"lock benchmark, {date.today()}, {args.takes} takes from seed {args.seed}, 1280x720 H.264, 1 core\n")
-    print("| view | takes | refused | wrong size/octave | within 3 px | mean corner error (px, locked) | median time (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for view in list(VIEWS) + ["all"]:
-        sel = [r for r in rows if view in ("all", r[0])]
-        refused = sum(1 for r in sel if r[5])
-        wrong = sum(1 for r in sel if not r[5] and not r[2])
-        good = [r for r in sel if not r[5] and r[2]]
-        within = sum(1 for r in good if r[3] <= 3.0)
-        mean = np.mean([r[3] for r in good]) if good else float("nan")
-        print(f"| {view} | {len(sel)} | {refused} | {wrong} | {within} | {mean:.1f} | {np.median([r[4] for r in sel]):.2f} |")
+    print("| method | view | takes | refused | wrong size/octave | within 3 px | mean corner error (px, right keys) | median time (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method in ("lock", "hough"):
+        for view in list(VIEWS) + ["all"]:
+            sel = [r for r in rows if r[0] == method and view in ("all", r[1])]
+            refused = sum(1 for r in sel if r[5])
+            wrong = sum(1 for r in sel if not r[5] and not r[2])
+            good = [r for r in sel if not r[5] and r[2]]
+            within = sum(1 for r in good if r[3] <= 3.0)
+            mean = np.mean([r[3] for r in good]) if good else float("nan")
+            print(f"| {method} | {view} | {len(sel)} | {refused} | {wrong} | {within} | {mean:.1f} | {np.median([r[4] for r in sel]):.2f} |")
 
 
 if __name__ == "__main__":
