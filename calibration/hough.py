@@ -85,6 +85,7 @@ def hough_corners(gray: np.ndarray) -> np.ndarray:
     back, front = (s1, s2) if a_half < b_half else (s2, s1)
     corners = np.array([on(back, t0), on(back, t1), on(front, t1), on(front, t0)])
     # low end on the image's left-hand side when looking from the front edge towards the back
-    if np.cross(corners[1] - corners[0], corners[3] - corners[0]) < 0:
+    edge, side = corners[1] - corners[0], corners[3] - corners[0]
+    if edge[0] * side[1] - edge[1] * side[0] < 0:
         corners = corners[[1, 0, 3, 2]]
     return corners

@@ -27,7 +27,7 @@ REFERENCE = K.layout(88)
 BLACK_X_MM = np.array([k.centre for k in REFERENCE.blacks]) * U  # 88-key black key centres from A0's edge
 GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where every white gap shows
 LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
-MIN_SCORE_MARGIN = 0.04  # best octave/size hypothesis must beat the next by this much
+MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
 
 
 @dataclass

@@ -94,6 +94,17 @@ class Lock:
             frame = cv2.remap(frame, *self.lens.undistort_maps(), cv2.INTER_LINEAR)
         return cv2.warpPerspective(frame, self.homography, tuple(self.canonical_size), flags=cv2.INTER_LINEAR)
 
+    def keys_out_of_view(self) -> list[int]:
+        """Pitches of the keys whose front half lies outside the image (the lock extrapolates them)."""
+        spans = K.layout(self.num_keys, self.lowest_key).spans_px(self.canonical_size[0])
+        ch = self.canonical_size[1]
+        centres = np.column_stack([spans.mean(axis=1), np.full(len(spans), 0.8 * ch)])
+        ideal = cv2.perspectiveTransform(centres.reshape(-1, 1, 2), np.linalg.inv(self.homography)).reshape(-1, 2)
+        pts = self.lens.distort(ideal)
+        w, h = self.image_size
+        outside = (pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)
+        return [self.lowest_key + int(i) for i in np.flatnonzero(outside)]
+
     def check(self, frame: np.ndarray) -> float:
         """How well this lock still fits a new frame (0..1): the share of black keys that are where it
         says. Cheap (one grey conversion, ~40 samples): the runtime calls it every few seconds and

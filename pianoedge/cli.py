@@ -64,6 +64,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
         frames = acquire.frames_from_camera(args.camera)
     lock = acquire.lock_frames(frames, args.keys, args.k1)
     lock.save(args.output)
+    hidden = lock.keys_out_of_view()
+    if hidden:
+        print(f"pianoedge: warning: {len(hidden)} keys are out of view (pitches {hidden[0]}..{hidden[-1]}); "
+              "their places are extrapolated", file=sys.stderr)
     print(f"locked a {lock.num_keys}-key keyboard (lowest key {lock.lowest_key}); wrote {args.output}")
     return 0
 

@@ -171,3 +171,26 @@ def test_lens_distortion_is_estimated_from_the_real_clip():
     assert abs(lock.k1 - meta["lens"]["k1"]) < 0.03
     error = np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1)
     assert error[:2].max() < 3.0
+
+
+def test_hough_baseline_runs_and_fails_clearly():
+    from pianoedge.calibration.hough import hough_corners
+
+    with pytest.raises(PianoedgeError, match="Hough baseline"):
+        hough_corners(np.full((480, 640), 90, np.uint8))
+    frames, truth, _ = studio_frames(101, 88, view="overhead", k1=0.0)
+    grey = cv2.cvtColor(frames[0], cv2.COLOR_BGR2GRAY)
+    corners = hough_corners(grey)
+    assert corners.shape == (4, 2) and np.isfinite(corners).all()
+
+
+@pytest.mark.slow
+def test_keyboard_cut_off_by_the_frame_edge_still_locks_and_says_which_keys_are_out_of_view():
+    frames, truth, _ = studio_frames(101, 88, view="overhead", k1=0.0)
+    cut = int(truth[:, 0].min() + 60)  # the lowest white keys leave the frame
+    lock = lock_frames([f[:, cut:] for f in frames])
+    assert (lock.num_keys, lock.lowest_key) == (88, 21)
+    assert np.linalg.norm(lock.corners - (truth - [cut, 0]), axis=1).mean() < 3.0
+    assert lock.corners[:, 0].min() < 0  # extrapolated outside the image
+    hidden = lock.keys_out_of_view()
+    assert hidden and hidden[0] == 21 and max(hidden) < 30
