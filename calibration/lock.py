@@ -28,6 +28,7 @@ BLACK_X_MM = np.array([k.centre for k in REFERENCE.blacks]) * U  # 88-key black 
 GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where every white gap shows
 LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
+MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
 
 
 @dataclass
@@ -78,10 +79,12 @@ def _orient(row: BlackKeyRow, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     # keys' front edge (a step); beyond its back end comes the fallboard at once. Which side has a
     # flat stretch and then a step (median over all keys, so hands do not count) is the front.
     reach = np.linspace(0.5, 1.5, 41)
+    smooth = cv2.blur(gray, (3, 3))
     scores = []
     for sign in (1.0, -1.0):
-        profiles = [[_sample(gray, c + sign * axis * r * L) for r in reach] for c, L in zip(centres, length)]
-        grad = np.abs(np.gradient(np.median(np.array(profiles), axis=0)))
+        pts = centres[:, None, :] + sign * axis * (reach[None, :, None] * length[:, None, None])
+        profiles = _samples(smooth, pts.reshape(-1, 2)).reshape(len(centres), len(reach))
+        grad = np.abs(np.gradient(np.median(profiles, axis=0)))
         flat = grad[(reach > 0.55) & (reach < 0.85)].max()
         step = grad[(reach > 0.9) & (reach < 1.4)].max()
         scores.append(step - flat)
@@ -97,14 +100,6 @@ def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Bilinear grey values at many (N, 2) points (0 outside the image)."""
     pts = np.asarray(points, np.float32).reshape(1, -1, 2)
     return cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).ravel().astype(np.float32)
-
-
-def _sample(gray: np.ndarray, point: np.ndarray) -> float:
-    x, y = int(round(point[0])), int(round(point[1]))
-    h, w = gray.shape
-    if not (0 <= x < w and 0 <= y < h):
-        return 0.0
-    return float(gray[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean())
 
 
 def _identify(t: np.ndarray) -> np.ndarray:
@@ -160,34 +155,44 @@ def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
     return out
 
 
+def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For black keys (pitches), whether each shows as a dark key between white ones where ``h`` puts
+    it, and whether it is in the frame at all."""
+    y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
+    x = np.array([REFERENCE.key(p).centre * U for p in pitches])
+    pts = _apply(h, np.concatenate([np.column_stack([x + dx, np.full_like(x, y)]) for dx in (0.0, -0.5 * U, 0.5 * U)]))
+    height, width = gray.shape
+    inside = ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(3, -1).all(axis=0)
+    at, left, right = _samples(gray, pts).reshape(3, -1)
+    return at < 0.75 * 0.5 * (left + right), inside
+
+
 def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, seen: tuple[int, int]) -> float:
     """Share of the black keys this keyboard has beyond those found (``seen``: lowest, highest pitch)
-    that the image does not show as a dark key between white ones."""
-    y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
-    extra = [k for k in K.layout(size, lo).blacks if not seen[0] <= k.pitch <= seen[1]]
-    missing = 0
-    for key in extra:
-        x = REFERENCE.key(key.pitch).centre * U
-        at, left, right = _apply(h, np.array([[x, y], [x - 0.5 * U, y], [x + 0.5 * U, y]]))
-        beside = 0.5 * (_sample(gray, left) + _sample(gray, right))
-        if not _sample(gray, at) < 0.75 * beside:
-            missing += 1
-    return missing / len(extra) if extra else 0.0
+    that the image shows, in the frame, as no dark key between white ones."""
+    extra = [k.pitch for k in K.layout(size, lo).blacks if not seen[0] <= k.pitch <= seen[1]]
+    if not extra:
+        return 0.0
+    dark, inside = _black_keys_shown(gray, h, extra)
+    return float((inside & ~dark).sum() / max(inside.sum(), 1))
 
 
 def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
-    """How well the white keys stop where this keyboard's ends would be (bright inside, not outside)."""
+    """How well the white keys stop where this keyboard's ends would be (bright inside, not outside),
+    summed over both ends; an end outside the frame counts as the mean of the visible one."""
     x0 = REFERENCE.key(lo).left * U
     x1 = x0 + K.layout(size).num_white * U
     ys = np.array([8.0, 20.0, 32.0])
-    score = 0.0
+    height, width = gray.shape
+    scores = []
     for edge, inward in ((x0, 1.0), (x1, -1.0)):
-        inside = np.array([[edge + inward * f * U, y] for f in (0.25, 0.5, 0.75) for y in ys])
-        outside = np.array([[edge - inward * f * U, y] for f in (0.5, 1.0, 1.5, 2.0) for y in ys])
-        vin = [_sample(gray, p) for p in _apply(h, inside)]
-        vout = [_sample(gray, p) for p in _apply(h, outside)]
-        score += (np.median(vin) - np.median(vout)) / 255.0
-    return score
+        inside = _apply(h, np.array([[edge + inward * f * U, y] for f in (0.25, 0.5, 0.75) for y in ys]))
+        outside = _apply(h, np.array([[edge - inward * f * U, y] for f in (0.5, 1.0, 1.5, 2.0) for y in ys]))
+        pts = np.concatenate([inside, outside])
+        if not ((pts >= 0) & (pts < [width, height])).all():
+            continue  # this end is out of the frame: no evidence either way
+        scores.append((np.median(_samples(gray, inside)) - np.median(_samples(gray, outside))) / 255.0)
+    return 2 * float(np.mean(scores)) if scores else -np.inf
 
 
 def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
@@ -259,10 +264,16 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
         ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
         pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
         values = _samples(smooth, pts)
-        grad = np.gradient(values)  # along +y (towards the back): dark front face -> bright key top
-        k = int(np.argmax(grad))
-        if grad[k] < 6 or k in (0, len(ys) - 1):
+        top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(12, 36, 9)])))))
+        grad = np.gradient(values)  # along +y (towards the back): dark front -> bright key top
+        ahead = int(round(2 * px_per_mm))
+        # rises that end on the key-top brightness; the one nearest the fit's front edge
+        rises = [k for k in range(1, len(ys) - 1)
+                 if grad[k] >= 6 and grad[k] >= grad[k - 1] and grad[k] >= grad[k + 1]
+                 and values[min(k + ahead, len(ys) - 1)] >= 0.8 * top]
+        if not rises:
             continue
+        k = min(rises, key=lambda k: abs(ys[k]))
         image_pts.append(pts[k])
         world_pts.append([x, 0.0])
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
@@ -332,6 +343,24 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     return h_top if h is None else h
 
 
+def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
+    """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back in place.
+
+    Gap measurements fix x but inherit their y from the fit, so the depth comes from the black keys,
+    whose proportions vary between pianos; the front edge is measured directly.
+    """
+    image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0)
+    if len(image_pts) < 10:
+        return h
+    y = _apply(np.linalg.inv(h), image_pts)[:, 1]
+    offset = float(np.median(y))
+    q1, q3 = np.percentile(y, [25, 75])
+    if abs(offset) < 0.3 or q3 - q1 > 3.0:  # already there, or the edge measurements disagree
+        return h
+    back = K.WHITE_KEY_LENGTH_MM
+    return h @ np.array([[1.0, 0, 0], [0, (back - offset) / back, offset], [0, 0, 1]])
+
+
 def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
     """Fit the white-key plane to gaps and the front edge measured near where ``h`` puts them;
     returns the homography, the last measurements (world, image points) and how many agree with it."""
@@ -377,6 +406,9 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     if not best:
         raise PianoedgeError("keyboard size unclear: no 61/76/88-key keyboard holds the black keys found")
     best.sort(key=lambda b: -b[0])
+    if best[0][0] < MIN_END_SCORE:
+        raise PianoedgeError("cannot find the keyboard's ends where its black keys say they are: "
+                             "make both ends visible and evenly lit (or give --keys)")
     if len(best) > 1 and best[0][0] - best[1][0] < MIN_SCORE_MARGIN:
         raise PianoedgeError("cannot tell which key is which: both ends of the keyboard must be visible (or give --keys)")
     _, shift, lo, size, h = best[0]
@@ -388,6 +420,7 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     # corrected for parallax; keep the start whose fit agrees with the most gap and edge measurements
     results = [_refine(gray, start, x0, n_white, px_per_mm) for start in (h, _white_plane(gray, h, x0, n_white, px_per_mm))]
     h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
+    h = _front_to_edge(gray, h, x0, n_white, px_per_mm)
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, int(found.sum()), agree / possible, world_pts, image_pts)
 
@@ -412,13 +445,7 @@ def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
 
 
 def fit_score(gray: np.ndarray, fit: KeyboardFit) -> float:
-    """Share of this keyboard's black keys that show as dark keys between white ones where the fit
-    puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few)."""
-    y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
-    blacks = K.layout(fit.num_keys, fit.lowest).blacks
-    dark = 0
-    for key in blacks:
-        x = REFERENCE.key(key.pitch).centre * U
-        at, left, right = _apply(fit.world_to_image, np.array([[x, y], [x - 0.5 * U, y], [x + 0.5 * U, y]]))
-        dark += _sample(gray, at) < 0.75 * 0.5 * (_sample(gray, left) + _sample(gray, right))
-    return dark / len(blacks)
+    """Share of this keyboard's black keys in the frame that show as dark keys between white ones
+    where the fit puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few)."""
+    dark, inside = _black_keys_shown(gray, fit.world_to_image, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks])
+    return float((dark & inside).sum() / max(inside.sum(), 1))
