@@ -17,7 +17,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
 from .lens import Lens
-from .lock import U, KeyboardFit, fit_score
+from .lock import KeyboardFit, fit_score
 
 
 @dataclass
@@ -36,10 +36,7 @@ class Lock:
 
     @classmethod
     def from_fit(cls, fit: KeyboardFit, image_size: tuple[int, int], k1: float = 0.0) -> Lock:
-        cw, ch = K.CANONICAL_SIZE
-        # canonical strip: x across the keys (left = low), y from back (0) to front (height)
-        x0, width, back = fit.x0_mm, fit.width_mm, K.WHITE_KEY_LENGTH_MM
-        world_to_canon = np.array([[cw / width, 0, -x0 * cw / width], [0, -ch / back, ch], [0, 0, 1]])
+        world_to_canon = _world_to_canonical(fit.x0_mm, fit.width_mm, K.CANONICAL_SIZE)
         homography = world_to_canon @ np.linalg.inv(fit.world_to_image)
         corners = Lens(k1, *image_size).distort(fit.corners())
         return cls(corners, tuple(image_size), fit.lowest, fit.num_keys, homography / homography[2, 2], K.CANONICAL_SIZE, k1)
@@ -87,9 +84,7 @@ class Lock:
 
     def warp(self, frame: np.ndarray) -> np.ndarray:
         """The canonical strip of a recorded frame (undistort, then the fixed homography)."""
-        if frame.shape[1::-1] != tuple(self.image_size):
-            raise PianoedgeError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the lock was made at "
-                                 f"{self.image_size[0]}x{self.image_size[1]}: lock again at this resolution")
+        self._require_size(frame)
         if self.k1:
             frame = cv2.remap(frame, *self.lens.undistort_maps(), cv2.INTER_LINEAR)
         return cv2.warpPerspective(frame, self.homography, tuple(self.canonical_size), flags=cv2.INTER_LINEAR)
@@ -109,9 +104,7 @@ class Lock:
         """How well this lock still fits a new frame (0..1): the share of black keys that are where it
         says. Cheap (one grey conversion, ~40 samples): the runtime calls it every few seconds and
         re-locks when it stays below ``acquire.MIN_FIT_SCORE`` (camera bumped, piano moved)."""
-        if frame.shape[1::-1] != tuple(self.image_size):
-            raise PianoedgeError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the lock was made at "
-                                 f"{self.image_size[0]}x{self.image_size[1]}: lock again at this resolution")
+        self._require_size(frame)
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         if self.k1:
             grey = cv2.remap(grey, *self.lens.undistort_maps(), cv2.INTER_LINEAR)
@@ -119,8 +112,19 @@ class Lock:
 
     def fit(self) -> KeyboardFit:
         """The lock as a world (mm) -> undistorted image homography, for checking it against new frames."""
-        cw, ch = self.canonical_size
-        x0 = K.layout(88).key(self.lowest_key).left * U
-        width = K.layout(self.num_keys).num_white * U
-        world_to_canon = np.array([[cw / width, 0, -x0 * cw / width], [0, -ch / K.WHITE_KEY_LENGTH_MM, ch], [0, 0, 1]])
-        return KeyboardFit(np.linalg.inv(self.homography) @ world_to_canon, self.lowest_key, self.num_keys, 0)
+        fit = KeyboardFit(np.eye(3), self.lowest_key, self.num_keys, 0)
+        fit.world_to_image = np.linalg.inv(self.homography) @ _world_to_canonical(fit.x0_mm, fit.width_mm, self.canonical_size)
+        return fit
+
+    def _require_size(self, frame: np.ndarray) -> None:
+        if frame.shape[1::-1] != tuple(self.image_size):
+            raise PianoedgeError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the lock was made at "
+                                 f"{self.image_size[0]}x{self.image_size[1]}: lock again at this resolution")
+
+
+def _world_to_canonical(x0_mm: float, width_mm: float, canonical_size: tuple[int, int]) -> np.ndarray:
+    """World mm (x from A0's edge, y from the front) to the canonical strip: x across the keys (left
+    = low), y from the back (0) to the front (strip height)."""
+    cw, ch = canonical_size
+    back = K.WHITE_KEY_LENGTH_MM
+    return np.array([[cw / width_mm, 0, -x0_mm * cw / width_mm], [0, -ch / back, ch], [0, 0, 1]])
