@@ -38,7 +38,6 @@ class KeyboardFit:
     world_to_image: np.ndarray
     lowest: int
     num_keys: int
-    black_keys_found: int
     agreement: float = 0.0  # share of white-key gap and front-edge measurements the fit explains
     world_points: np.ndarray | None = None  # the measurements it explains: world mm ...
     image_points: np.ndarray | None = None  # ... and where they are in the image
@@ -422,7 +421,7 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
     h = _front_to_edge(gray, h, x0, n_white, px_per_mm)
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
-    return KeyboardFit(h, lo, size, int(found.sum()), agree / possible, world_pts, image_pts)
+    return KeyboardFit(h, lo, size, agree / possible, world_pts, image_pts)
 
 
 def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:

@@ -112,7 +112,7 @@ class Lock:
 
     def fit(self) -> KeyboardFit:
         """The lock as a world (mm) -> undistorted image homography, for checking it against new frames."""
-        fit = KeyboardFit(np.eye(3), self.lowest_key, self.num_keys, 0)
+        fit = KeyboardFit(np.eye(3), self.lowest_key, self.num_keys)
         fit.world_to_image = np.linalg.inv(self.homography) @ _world_to_canonical(fit.x0_mm, fit.width_mm, self.canonical_size)
         return fit
 
