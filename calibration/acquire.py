@@ -9,7 +9,7 @@ import numpy as np
 from pianoedge.errors import PianoedgeError
 
 from .lens import Lens
-from .lock import estimate_k1, fit_keyboard, fit_score
+from .lock import KeyboardFit, estimate_k1, fit_keyboard, fit_score
 from .lockfile import Lock
 
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
@@ -70,8 +70,9 @@ def frames_from_camera(index: int, count: int = FRAMES, seconds: float = 2.0) ->
 FIRST_GUESSES_K1 = (0.0, -0.1, -0.2, 0.05)  # a strongly bent keyboard may need a rough undistortion to lock at all
 
 
-def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> float:
-    """k1 from a first lock: on the image as recorded, else after a rough guess of the distortion."""
+def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit | None]:
+    """k1 from a first lock: on the image as recorded, else after a rough guess of the distortion.
+    Also returns that first fit when it already is the fit on the right image (no distortion)."""
     h, w = grey.shape
     failure = None
     for guess in FIRST_GUESSES_K1:
@@ -81,9 +82,11 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> float:
         except PianoedgeError as exc:
             failure = exc
             continue
-        if fit.image_points is not None:
-            fit.image_points = lens.distort(fit.image_points)  # back to recorded pixels
-        return estimate_k1(fit, (w, h))
+        if guess == 0.0:
+            k1 = estimate_k1(fit, (w, h))
+            return k1, (fit if k1 == 0.0 else None)
+        fit.image_points = lens.distort(fit.image_points)  # back to recorded pixels
+        return estimate_k1(fit, (w, h)), None
     raise failure
 
 
@@ -96,10 +99,11 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     h, w = frames[0].shape[:2]
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
+    fit = None
     if k1 is None:
-        k1 = _estimate_lens(median, num_keys)
+        k1, fit = _estimate_lens(median, num_keys)
     gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
-    fit = fit_keyboard(gray, num_keys)
+    fit = fit or fit_keyboard(gray, num_keys)
     if fit.agreement < MIN_AGREEMENT:
         raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit "
                              f"({fit.agreement:.0%} agree); film the keyboard less steeply, evenly lit, or give --keys")
