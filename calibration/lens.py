@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+#: how lock.json and studio takes describe this model (the words of ../shared/data/real/furelise.json)
+MODEL = "OpenCV radial distortion k1 only, principal point at the image centre, focal length = image width in pixels"
+
 
 @dataclass(frozen=True)
 class Lens:

@@ -16,7 +16,7 @@ import numpy as np
 from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
-from .lens import Lens
+from .lens import MODEL, Lens
 from .lock import KeyboardFit, fit_score
 
 
@@ -51,7 +51,7 @@ class Lock:
             "canonical_size": list(self.canonical_size),
         }
         if self.k1:
-            data["lens"] = {"k1": self.k1, "model": "OpenCV radial k1, principal point at the centre, focal = image width"}
+            data["lens"] = {"k1": self.k1, "model": MODEL}
         return data
 
     def save(self, path: str | Path) -> None:

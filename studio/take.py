@@ -8,6 +8,7 @@ import numpy as np
 
 from pianoedge import __version__
 from pianoedge import keys as K
+from pianoedge.calibration import lens
 from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note, read_notes, write_notes
 from pianoedge.takes import frame_labels
@@ -20,7 +21,6 @@ from .render import Renderer
 
 EXPOSURE_SAMPLES = 3  # sub-frame renders averaged for motion blur of moving keys
 TAIL_S = 1.0  # video continues after the last release
-LENS_MODEL = "OpenCV radial distortion k1 only, principal point at the image centre, focal length = image width in pixels"  # as furelise.json
 
 
 def fitting_sizes(notes: list[Note]) -> list[int]:
@@ -97,7 +97,7 @@ class TakeRenderer:
             "lowest_key": lo,
             "num_keys": p.num_keys,
             "offset_s": 0.0,
-            "lens": {"model": LENS_MODEL, "k1": p.k1, "corners_undistorted": np.round(ideal, 3).tolist()},
+            "lens": {"model": lens.MODEL, "k1": p.k1, "corners_undistorted": np.round(ideal, 3).tolist()},
             "studio": {"version": __version__, "seed": seed, "source": source, "params": p.to_json()},
         }
 
