@@ -3,7 +3,7 @@
 1. ``blackkeys`` finds the row of black keys (median of several frames, so moving hands fade).
 2. Which black key is which: their spacing follows the octave's 2-3 pattern, and a 1D projective
    map (a line seen in perspective) from the 88-key layout's black-key positions to the row is
-   fitted by RANSAC over triples; the octave and the keyboard size (61/76/88) come from the ends:
+   tried for every consecutive triple of detections; the octave and the keyboard size (61/76/88) come from the ends:
    the white keys must stop, and the case begin, exactly where the hypothesis says.
 3. The black-key tops lie 12 mm above the white keys, so the final homography is fitted to the
    white-key surface itself: the gaps between white keys, measured along several rows in front of
@@ -20,6 +20,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
 from .blackkeys import BlackKeyRow, find_black_keys
+from .lens import Lens
 
 U = K.WHITE_KEY_PITCH_MM
 BLACK_FRONT_MM = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM  # y of the black keys' front ends
@@ -258,14 +259,14 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
     """Image points of the keys' front edge (y = 0) with their world points."""
     image_pts, world_pts = [], []
     smooth = cv2.blur(gray, (3, 3))
+    ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
+    ahead = int(round(2 * px_per_mm))
     for i in range(n_white):
         x = x0 + (i + 0.5) * U
-        ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
         pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
         values = _samples(smooth, pts)
         top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(12, 36, 9)])))))
         grad = np.gradient(values)  # along +y (towards the back): dark front -> bright key top
-        ahead = int(round(2 * px_per_mm))
         # rises that end on the key-top brightness; the one nearest the fit's front edge
         rises = [k for k in range(1, len(ys) - 1)
                  if grad[k] >= 6 and grad[k] >= grad[k - 1] and grad[k] >= grad[k + 1]
@@ -278,39 +279,6 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
 
 
-def _lower_plane(h_top: np.ndarray, image_size: tuple[int, int], height_mm: float) -> np.ndarray:
-    """The white-key plane's homography from the black-key tops' (``height_mm`` above it).
-
-    A plane at height z maps by K [r1 r2 (z r3 + t)]: recover K (focal length from the homography's
-    orthogonality constraints, principal point at the centre; a typical 60 degree lens when the view
-    is too square-on to tell) and the rotation, then move the plane down along r3.
-    """
-    w, h = image_size
-    centre = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1.0]])
-    g = centre @ h_top
-    h1, h2 = g[:, 0], g[:, 1]
-    # with omega = diag(a, a, 1), a = 1/f^2:  h1' omega h2 = 0  and  h1' omega h1 = h2' omega h2
-    rows = np.array([[h1[0] * h2[0] + h1[1] * h2[1], h1[2] * h2[2]],
-                     [h1[0] ** 2 + h1[1] ** 2 - h2[0] ** 2 - h2[1] ** 2, h1[2] ** 2 - h2[2] ** 2]])
-    a = -(rows[:, 0] @ rows[:, 1]) / max(rows[:, 0] @ rows[:, 0], 1e-30)
-    f = 1 / np.sqrt(a) if a > 0 else 0.0
-    if not 0.4 * w < f < 3.0 * w:
-        f = 0.87 * w
-    k = np.diag([f, f, 1.0])
-    m = np.linalg.inv(k) @ g
-    scale = 1 / np.linalg.norm(m[:, 0])
-    if m[2, 2] * scale < 0:  # the plane lies in front of the camera
-        scale = -scale
-    r1 = m[:, 0] * scale
-    r2 = m[:, 1] * scale
-    r2 = r2 - (r1 @ r2) * r1
-    r2 /= np.linalg.norm(r2)
-    r3 = np.cross(r1, r2)
-    lowered = g.copy()
-    lowered[:, 2] = g[:, 2] - height_mm * (k @ r3) / scale
-    return np.linalg.inv(centre) @ lowered
-
-
 def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
     """The white-key plane's homography, from the black-key tops' (12 mm higher, so shifted by parallax).
 
@@ -321,8 +289,7 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     xs = np.arange(x0, x0 + n_white * U, 1.0 / px_per_mm)
     image_pts, world_pts = [], []
     for y in (70.0, 85.0, 100.0, 115.0, 130.0):
-        pts = _apply(h_top, np.column_stack([xs, np.full_like(xs, y)])).astype(np.float32)
-        profile = cv2.remap(gray, pts[:, 0].reshape(1, -1), pts[:, 1].reshape(1, -1), cv2.INTER_LINEAR).ravel().astype(np.float32)
+        profile = _samples(gray, _apply(h_top, np.column_stack([xs, np.full_like(xs, y)])))
         for i in range(1, n_white):
             x = x0 + i * U
             if not _is_long_gap(x):
@@ -427,7 +394,6 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
 def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
     """Radial distortion under which the most measured gap and front-edge points fit one homography
     (the keys' edges are straight lines): 0 when the lens does not measurably bend them."""
-    from .lens import Lens
 
     def agreeing(k1: float) -> int:
         pts = Lens(k1, *image_size).undistort(fit.image_points)

@@ -5,7 +5,7 @@ MIDI is read and written with mido (a base dependency, so the lean runtime can u
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -27,9 +27,6 @@ class Note:
     end: float
     velocity: int
     hand: str | None = None
-
-    def shifted(self, seconds: float) -> Note:
-        return replace(self, start=self.start + seconds, end=self.end + seconds)
 
 
 class _TempoMap:

@@ -27,13 +27,6 @@ class Face:
     colour: np.ndarray  # BGR albedo, 0..255 floats
     gloss: float = 0.0
 
-    def at(self, depth: float) -> np.ndarray:
-        if depth == 0.0:
-            return self.vertices
-        out = self.vertices.copy()
-        out[:, 2] -= depth * self.dip
-        return out
-
     @property
     def normal(self) -> np.ndarray:
         v = self.vertices
