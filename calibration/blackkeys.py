@@ -85,6 +85,30 @@ def _row(rects: list, rng: np.random.Generator, iterations: int = 400) -> BlackK
     return BlackKeyRow([rects[k] for k in best[order]], direction)
 
 
+def _band_direction(binary: np.ndarray) -> np.ndarray | None:
+    """Long axis of the largest dark structure: black keys fused with a band at their backs make a comb."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary)
+    if n < 2:
+        return None
+    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    pts = np.column_stack(np.nonzero(labels == i)[::-1]).astype(np.float32)
+    rect = cv2.minAreaRect(pts)
+    if max(rect[1]) < 4 * max(min(rect[1]), 1.0):
+        return None
+    return _long_axis(rect)
+
+
+def _without_bands(binary: np.ndarray, direction: np.ndarray, length: int) -> np.ndarray:
+    """``binary`` less every dark run longer than ``length`` along ``direction``."""
+    h, w = binary.shape
+    angle = float(np.degrees(np.arctan2(direction[1], direction[0])))
+    rotate = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    upright = cv2.warpAffine(binary, rotate, (w, h), flags=cv2.INTER_NEAREST)
+    band = cv2.morphologyEx(upright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(length, 3), 1)))
+    keys_only = cv2.warpAffine(cv2.subtract(upright, band), cv2.invertAffineTransform(rotate), (w, h), flags=cv2.INTER_NEAREST)
+    return cv2.morphologyEx(keys_only, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+
+
 def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
     """The row of black keys in a grey image (empty when there is none)."""
     h, w = gray.shape
@@ -94,16 +118,14 @@ def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
     rng = np.random.default_rng(0)
     max_area = 0.01 * w * h
     best = _row(_blobs(binary, max_area), rng)
+    # second pass: cut away bands that run along the row (what black keys' backs often touch); when
+    # every key touches one, the row's direction comes from the comb they make together
     if len(best) >= MIN_ROW:
-        # second pass: cut away bands that run along the row (what black keys' backs often touch)
-        angle = float(np.degrees(np.arctan2(best.direction[1], best.direction[0])))
-        rotate = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        upright = cv2.warpAffine(binary, rotate, (w, h), flags=cv2.INTER_NEAREST)
-        spacing = float(np.median(np.diff(best.centres @ best.direction))) if len(best) > 1 else k
-        band = cv2.morphologyEx(upright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (max(int(2.5 * spacing), 3), 1)))
-        keys_only = cv2.warpAffine(cv2.subtract(upright, band), cv2.invertAffineTransform(rotate), (w, h), flags=cv2.INTER_NEAREST)
-        keys_only = cv2.morphologyEx(keys_only, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-        second = _row(_blobs(keys_only, max_area), rng)
+        direction, length = best.direction, int(2.5 * float(np.median(np.diff(best.centres @ best.direction))))
+    else:
+        direction, length = _band_direction(binary), 3 * k
+    if direction is not None:
+        second = _row(_blobs(_without_bands(binary, direction, length), max_area), rng)
         if len(second) > len(best):
             best = second
     return best

@@ -30,6 +30,7 @@ GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where 
 LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
 MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
+MIN_FOCAL, MAX_FOCAL = 0.3, 1.5  # plausible focal lengths in image widths (about 150 to 37 degrees across)
 
 
 @dataclass
@@ -139,6 +140,43 @@ def _identify(t: np.ndarray) -> np.ndarray:
     return np.where(ok[best], nearest[best], -1)
 
 
+def _black_key_plane(gray: np.ndarray, h: np.ndarray, lo: int, size: int, px_per_mm: float) -> np.ndarray:
+    """Refit the black-key-top homography on every black key of the keyboard, each looked for across
+    its row near where ``h`` puts it: keys the blob finder missed (glare, fused with a shadow) count too,
+    so the fit no longer extrapolates from one part of the keyboard."""
+    x = np.array([REFERENCE.key(k.pitch).centre * U for k in K.layout(size, lo).blacks])
+    offsets = np.arange(-0.6 * U, 0.6 * U, 0.5 / px_per_mm)
+    half = K.BLACK_KEY_WIDTH_MM / 2
+    for _ in range(2):
+        world, image = [], []
+        for y in (75.0, 100.0, 125.0):
+            grid = np.stack([np.add.outer(x, offsets), np.full((len(x), len(offsets)), y)], axis=2)
+            pts = _apply(h, grid.reshape(-1, 2))
+            inside = ((pts >= 0) & (pts < gray.shape[::-1])).all(axis=1).reshape(len(x), -1).all(axis=1)
+            values = _samples(gray, pts).reshape(len(x), -1)
+            for key in np.flatnonzero(inside):
+                v = values[key]
+                lo_v, hi_v = v.min(), np.median(np.concatenate([v[:8], v[-8:]]))
+                if hi_v - lo_v < 25:
+                    continue
+                dark = v < (lo_v + hi_v) / 2
+                edges = np.flatnonzero(np.diff(dark.astype(int)))
+                if len(edges) != 2 or not dark[edges[0] + 1]:
+                    continue  # not one dark run inside the window
+                left, right = offsets[edges[0]], offsets[edges[1]]
+                if abs(right - left - 2 * half) > 0.35 * half * 2:
+                    continue
+                world.append([x[key], y])
+                image.append([x[key] + (left + right) / 2, y])
+        if len(world) < 12:
+            break
+        refit, _ = cv2.findHomography(np.array(world), _apply(h, np.array(image)), cv2.RANSAC, 2.0)
+        if refit is None:
+            break
+        h = refit
+    return h
+
+
 def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
     """(octave shift, lowest pitch, size) hypotheses that contain every identified black key."""
     found = index[index >= 0]
@@ -191,8 +229,23 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         pts = np.concatenate([inside, outside])
         if not ((pts >= 0) & (pts < [width, height])).all():
             continue  # this end is out of the frame: no evidence either way
-        scores.append((np.median(_samples(gray, inside)) - np.median(_samples(gray, outside))) / 255.0)
+        brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside))) / 255.0
+        # every one of the first gaps inside must show, and none of the places outside
+        comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min() - _gap_contrast(gray, h, edge - inward * U * np.arange(1, 4)).max()
+        scores.append(brightness + 0.5 * np.clip(comb / 30.0, -1.0, 1.0))
     return 2 * float(np.mean(scores)) if scores else -np.inf
+
+
+def _gap_contrast(gray: np.ndarray, h: np.ndarray, gaps_mm: np.ndarray) -> np.ndarray:
+    """How much darker than the key tops beside them each given white-key gap position is (grey
+    levels, median of three rows): clear on keys, near 0 on a plain case of any colour."""
+    offsets = np.linspace(-0.2 * U, 0.2 * U, 9)
+    values = []
+    for y in (8.0, 20.0, 32.0):
+        at = _samples(gray, _apply(h, np.column_stack([np.add.outer(gaps_mm, offsets).ravel(), np.full(gaps_mm.size * 9, y)])))
+        beside = _samples(gray, _apply(h, np.column_stack([gaps_mm + 0.5 * U, np.full(gaps_mm.size, y)])))
+        values.append(beside - at.reshape(gaps_mm.size, -1).min(axis=1))
+    return np.median(values, axis=0)
 
 
 def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
@@ -365,9 +418,10 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
         h, _ = cv2.findHomography(world, image, cv2.RANSAC, 3.0)
         if h is None:
             continue
+        h = _black_key_plane(gray, h, lo, size, _px_per_mm(h, lo, size))
         # fewest black keys missing where this keyboard has them, then the clearest ends
         seen = (REFERENCE.blacks[shifted_found.min()].pitch, REFERENCE.blacks[shifted_found.max()].pitch)
-        score = _end_score(gray, h, lo, size) - 0.5 * _missing_black_keys(gray, h, lo, size, seen)
+        score = _end_score(gray, h, lo, size) - 1.5 * _missing_black_keys(gray, h, lo, size, seen)
         best.append((score, shift, lo, size, h))
     if not best:
         raise PianoedgeError("keyboard size unclear: no 61/76/88-key keyboard holds the black keys found")
@@ -380,15 +434,49 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     _, shift, lo, size, h = best[0]
     n_white = K.layout(size).num_white
     x0 = REFERENCE.key(lo).left * U
-    corners = _apply(h, np.array([[x0, 0], [x0 + n_white * U, 0]]))
-    px_per_mm = max(float(np.linalg.norm(corners[1] - corners[0])) / (n_white * U), 0.5) * 2
+    px_per_mm = _px_per_mm(h, lo, size)
     # refit on the white-key surface (z = 0), starting from the black-key plane as it is and as
     # corrected for parallax; keep the start whose fit agrees with the most gap and edge measurements
     results = [_refine(gray, start, x0, n_white, px_per_mm) for start in (h, _white_plane(gray, h, x0, n_white, px_per_mm))]
     h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
     h = _front_to_edge(gray, h, x0, n_white, px_per_mm)
+    depth = _depth_seen_from_behind(h, x0, n_white * U, gray.shape)
+    h = h @ np.diag([1.0, depth, 1.0])
+    world_pts = world_pts / [1.0, depth]
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, agree / possible, world_pts, image_pts)
+
+
+def _depth_seen_from_behind(h: np.ndarray, x0: float, width: float, shape: tuple[int, int]) -> float:
+    """Factor by which the fit's key depth must grow (>= 1) when the camera looks from behind the keys.
+
+    From the music stand the nameboard hides the keys' back ends (and the black keys' backs), so the
+    keys look shorter than they are and the fit, which takes depth from them, is too shallow. Depth
+    then comes from perspective instead: with square pixels and the principal point at the centre,
+    the plane's x and y axes must come out orthogonal and equally long (Zhang's constraints), which
+    fixes the focal length and the y scale. Kept to what physics allows: only from behind (the keys
+    look wider at the back than at the front), only a plausible focal length, only lengthening.
+    """
+    height, width_px = shape
+    mid = x0 + width / 2
+    p = _apply(h, np.array([[mid, 0.0], [mid + 10, 0.0], [mid, K.WHITE_KEY_LENGTH_MM], [mid + 10, K.WHITE_KEY_LENGTH_MM]]))
+    if np.linalg.norm(p[3] - p[2]) <= 1.02 * np.linalg.norm(p[1] - p[0]):
+        return 1.0  # seen from the player's side or from straight above: the back ends are in view
+    g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
+    g1, g2 = g[:, 0], g[:, 1]
+    f2 = -(g1[0] * g2[0] + g1[1] * g2[1]) / (g1[2] * g2[2])
+    if not MIN_FOCAL * width_px <= np.sqrt(max(f2, 0.0)) <= MAX_FOCAL * width_px:
+        return 1.0  # too little perspective to tell the focal length
+    length_x = (g1[0] ** 2 + g1[1] ** 2) / f2 + g1[2] ** 2
+    length_y = (g2[0] ** 2 + g2[1] ** 2) / f2 + g2[2] ** 2
+    return float(max(np.sqrt(length_x / length_y), 1.0))
+
+
+def _px_per_mm(h: np.ndarray, lo: int, size: int) -> float:
+    """Sampling density for measurements on the keys: twice the image's mean pixels per mm along the front edge."""
+    x0, width = REFERENCE.key(lo).left * U, K.layout(size).num_white * U
+    corners = _apply(h, np.array([[x0, 0], [x0 + width, 0]]))
+    return max(float(np.linalg.norm(corners[1] - corners[0])) / width, 0.5) * 2
 
 
 def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
