@@ -194,10 +194,12 @@ def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
 
 
 def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """For black keys (pitches), whether each shows as a dark key between white ones where ``h`` puts
-    it, and whether it is in the frame at all."""
+    """For black keys (pitches, continued by whole octaves beyond the 88 keys), whether each shows as
+    a dark key between white ones where ``h`` puts it, and whether it is in the frame at all."""
     y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
-    x = np.array([REFERENCE.key(p).centre * U for p in pitches])
+    octaves = np.array([int(np.ceil((p - K.HIGHEST_PITCH) / 12)) if p > K.HIGHEST_PITCH else
+                        -int(np.ceil((K.LOWEST_PITCH - p) / 12)) if p < K.LOWEST_PITCH else 0 for p in pitches], int)
+    x = np.array([REFERENCE.key(p - 12 * o).centre * U for p, o in zip(pitches, octaves)]).reshape(-1) + octaves * 7 * U
     pts = _apply(h, np.concatenate([np.column_stack([x + dx, np.full_like(x, y)]) for dx in (0.0, -0.5 * U, 0.5 * U)]))
     height, width = gray.shape
     inside = ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(3, -1).all(axis=0)
@@ -230,21 +232,26 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         if not ((pts >= 0) & (pts < [width, height])).all():
             continue  # this end is out of the frame: no evidence either way
         brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside))) / 255.0
-        # every one of the first gaps inside must show, and none of the places outside
-        comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min() - _gap_contrast(gray, h, edge - inward * U * np.arange(1, 4)).max()
-        scores.append(brightness + 0.5 * np.clip(comb / 30.0, -1.0, 1.0))
+        # the first gaps inside must all show (not a plain case), and no black keys go on beyond
+        comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min()
+        end_pitch = lo if inward > 0 else K.layout(size, lo).keys[-1].pitch
+        beyond = [p for p in range(end_pitch - 12, end_pitch) if inward > 0 and K.is_black(p)] or \
+                 [p for p in range(end_pitch + 1, end_pitch + 13) if inward < 0 and K.is_black(p)]
+        dark, shown = _black_keys_shown(gray, h, beyond)
+        scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1))
     return 2 * float(np.mean(scores)) if scores else -np.inf
 
 
 def _gap_contrast(gray: np.ndarray, h: np.ndarray, gaps_mm: np.ndarray) -> np.ndarray:
-    """How much darker than the key tops beside them each given white-key gap position is (grey
-    levels, median of three rows): clear on keys, near 0 on a plain case of any colour."""
-    offsets = np.linspace(-0.2 * U, 0.2 * U, 9)
+    """Contrast (grey levels, median of three rows) across a key's width centred on each given gap
+    position: a gap always darkens part of it on the keys, a plain case of any colour barely varies.
+    A whole key wide, so that the black keys' parallax in ``h`` cannot move the gap out of it."""
+    offsets = np.linspace(-0.45 * U, 0.45 * U, 13)
     values = []
     for y in (8.0, 20.0, 32.0):
-        at = _samples(gray, _apply(h, np.column_stack([np.add.outer(gaps_mm, offsets).ravel(), np.full(gaps_mm.size * 9, y)])))
-        beside = _samples(gray, _apply(h, np.column_stack([gaps_mm + 0.5 * U, np.full(gaps_mm.size, y)])))
-        values.append(beside - at.reshape(gaps_mm.size, -1).min(axis=1))
+        at = _samples(gray, _apply(h, np.column_stack([np.add.outer(gaps_mm, offsets).ravel(), np.full(gaps_mm.size * 13, y)])))
+        at = at.reshape(gaps_mm.size, -1)
+        values.append(at.max(axis=1) - at.min(axis=1))
     return np.median(values, axis=0)
 
 
