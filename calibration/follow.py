@@ -1,0 +1,77 @@
+"""Follow a lock after the camera is bumped: SIFT matches between the view at lock time and a new frame.
+
+The full lock (``acquire.lock_frames``) needs several frames for the hands to fade. After a bump the
+keyboard is the same, only seen from slightly elsewhere, so one frame is enough: SIFT keypoints of the
+reference view (case, nameboard, key ends, room) are matched to the new frame, RANSAC finds the
+image-to-image homography, and the lock's homography is carried over. The piano repeats itself every
+octave, so matches are also required to agree with the motion of the rest (RANSAC) and the result is
+checked the usual way (black keys where the lock says) before it is trusted; the caller falls back to a
+full lock when this returns None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from .lockfile import Lock
+
+RATIO = 0.75  # Lowe's ratio test
+MIN_INLIERS = 30  # matches that must agree on the camera's motion
+MIN_CHECK = 0.7  # share of black keys that must be where the carried-over lock says
+
+
+@dataclass
+class Reference:
+    """SIFT features of the undistorted view the lock was made on."""
+
+    keypoints: np.ndarray  # (N, 2) undistorted pixels
+    descriptors: np.ndarray  # (N, 128) float32
+
+    @classmethod
+    def of(cls, lock: Lock, frame: np.ndarray) -> Reference:
+        points, descriptors = _features(_undistorted_grey(lock, frame))
+        return cls(points, descriptors)
+
+
+def _undistorted_grey(lock: Lock, frame: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    return cv2.remap(grey, *lock.lens.undistort_maps(), cv2.INTER_LINEAR) if lock.k1 else grey
+
+
+def _features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keypoints, descriptors = cv2.SIFT_create(nfeatures=2000).detectAndCompute(grey, None)
+    if descriptors is None:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+    return np.array([k.pt for k in keypoints], np.float32), descriptors
+
+
+def follow(lock: Lock, reference: Reference, frame: np.ndarray) -> Lock | None:
+    """The lock carried over to ``frame`` (same camera, moved), or None when the motion cannot be
+    found reliably."""
+    grey = _undistorted_grey(lock, frame)
+    points, descriptors = _features(grey)
+    if len(points) < MIN_INLIERS or len(reference.keypoints) < MIN_INLIERS:
+        return None
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(reference.descriptors, descriptors, k=2)
+    good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < RATIO * n.distance]
+    if len(good) < MIN_INLIERS:
+        return None
+    src = reference.keypoints[[m.queryIdx for m in good]]
+    dst = points[[m.trainIdx for m in good]]
+    motion, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    if motion is None or inliers.sum() < MIN_INLIERS:
+        return None
+    homography = lock.homography @ np.linalg.inv(motion)
+    ideal_corners = cv2.perspectiveTransform(
+        np.array(_canonical_corners(lock.canonical_size), np.float64).reshape(-1, 1, 2), np.linalg.inv(homography)).reshape(-1, 2)
+    moved = replace(lock, homography=homography / homography[2, 2], corners=lock.lens.distort(ideal_corners))
+    return moved if moved.check(frame) >= MIN_CHECK else None
+
+
+def _canonical_corners(size: tuple[int, int]) -> list[list[float]]:
+    """The white-key surface's corners on the canonical strip, in CONTRACTS order."""
+    w, h = size
+    return [[0.0, 0.0], [float(w), 0.0], [float(w), float(h)], [0.0, float(h)]]
+
