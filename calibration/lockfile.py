@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -82,12 +83,18 @@ class Lock:
             raise PianoedgeError(f"lock file {path}: the homography is singular; {fix}")
         return lock
 
-    def warp(self, frame: np.ndarray) -> np.ndarray:
-        """The canonical strip of a recorded frame (undistort, then the fixed homography)."""
+    def warp(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The canonical strip of a recorded frame (undistort, then the fixed homography), optionally
+        scaled to ``size`` (width, height) in the same warp."""
         self._require_size(frame)
         if self.k1:
-            frame = cv2.remap(frame, *self.lens.undistort_maps(), cv2.INTER_LINEAR)
-        return cv2.warpPerspective(frame, self.homography, tuple(self.canonical_size), flags=cv2.INTER_LINEAR)
+            frame = cv2.remap(frame, *self._undistort_maps, cv2.INTER_LINEAR)
+        strip = cv2.warpPerspective(frame, self.homography, tuple(self.canonical_size), flags=cv2.INTER_LINEAR)
+        return strip if size is None or tuple(size) == tuple(self.canonical_size) else cv2.resize(strip, tuple(size), interpolation=cv2.INTER_AREA)
+
+    @cached_property
+    def _undistort_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.lens.undistort_maps()
 
     def keys_out_of_view(self) -> list[int]:
         """Pitches of the keys whose front half lies outside the image (the lock extrapolates them)."""
@@ -107,7 +114,7 @@ class Lock:
         self._require_size(frame)
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         if self.k1:
-            grey = cv2.remap(grey, *self.lens.undistort_maps(), cv2.INTER_LINEAR)
+            grey = cv2.remap(grey, *self._undistort_maps, cv2.INTER_LINEAR)
         return fit_score(grey, self.fit())
 
     def fit(self) -> KeyboardFit:

@@ -1,0 +1,68 @@
+"""Takes as model input: each frame warped to the model's strip, with per-frame, per-key labels.
+
+No torch here: the runtime shares ``strip_size`` and ``lock_of_take`` (a take's lock from its labels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pianoedge import keys as K
+from pianoedge.calibration.lockfile import Lock
+from pianoedge.errors import PianoedgeError
+from pianoedge.takes import Take, frame_labels
+
+STRIP_SIZE = (442, 53)  # model input (width, height): the canonical strip at half size, ~8.5 px per white key
+
+
+def lock_of_take(take: Take) -> Lock:
+    """The take's keyboard lock: from its labelled corners when it has them, else found in its video."""
+    meta = take.meta()
+    if "corners" in meta and "image_size" in meta:
+        k1 = float(meta.get("lens", {}).get("k1", 0.0))
+        ideal = np.array(meta.get("lens", {}).get("corners_undistorted", meta["corners"]), np.float32)
+        cw, ch = K.CANONICAL_SIZE
+        canonical = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
+        homography = cv2.getPerspectiveTransform(ideal, canonical)
+        return Lock(np.array(meta["corners"], float), tuple(meta["image_size"]), int(meta["lowest_key"]),
+                    int(meta["num_keys"]), homography, K.CANONICAL_SIZE, k1)
+    from pianoedge.calibration.acquire import frames_from_video, lock_frames
+
+    return lock_frames(frames_from_video(take.video))
+
+
+def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE) -> np.ndarray:
+    """One frame as the model sees it: grey, warped to ``size``."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    return lock.warp(grey, size)
+
+
+@dataclass
+class TakeData:
+    """A whole take as model input and targets."""
+
+    name: str
+    strips: np.ndarray  # (frames, H, W) uint8
+    labels: dict[str, np.ndarray]  # frame_labels() arrays, (frames, 88)
+    lowest: int
+    num_keys: int
+    fps: float
+
+
+def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
+    lock = lock_of_take(take)
+    cap = cv2.VideoCapture(str(take.video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or float(take.meta().get("fps", 30.0))
+    strips = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        strips.append(to_strip(lock, frame, size))
+    cap.release()
+    if not strips:
+        raise PianoedgeError(f"cannot read any frame from {take.video}: is it a video OpenCV can decode?")
+    labels = frame_labels(take.notes(), fps, len(strips))
+    return TakeData(take.name, np.stack(strips), labels, lock.lowest_key, lock.num_keys, fps)

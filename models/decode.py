@@ -1,0 +1,97 @@
+"""Posteriors to notes, the one place it happens (live and offline alike): Onsets-and-Frames decoding.
+
+Per key and frame the model gives P(down), P(onset), P(offset) and a velocity. A note starts on an
+onset (a rising onset probability above ``ONSET``), or on a key held clearly down for two frames
+that no onset announced; it is sustained by the frame output with hysteresis (on above ``ONSET``,
+off below ``FRAME_OFF``); a new onset peak while a note sounds re-triggers it (a repeated note).
+Frame by frame, causal: the live runtime emits each event the moment its frame is decoded.
+numpy only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pianoedge.notes import Note
+
+ONSET = 0.5  # onset probability that starts (or re-triggers) a note
+REARM = 0.3  # the onset probability must fall below this before the same key can re-trigger
+FRAME_HOLD = 0.9  # a key this sure to be down for two frames starts a note even without an onset
+FRAME_OFF = 0.35  # a note ends when P(down) falls below this ...
+OFFSET = 0.5  # ... or when an offset is this likely and P(down) is below one half
+MIN_VELOCITY = 1
+
+
+@dataclass
+class Event:
+    """A note turned on (velocity > 0) or off (velocity 0) at ``time`` seconds."""
+
+    time: float
+    pitch: int
+    velocity: int
+
+
+@dataclass
+class NoteTracker:
+    """Feed one frame of posteriors at a time; get the note events it decides."""
+
+    lowest: int
+    num_keys: int
+    fps: float
+    _on: np.ndarray = field(init=False)
+    _armed: np.ndarray = field(init=False)
+    _held: np.ndarray = field(init=False)
+    _frame: int = field(init=False, default=0)
+
+    def __post_init__(self):
+        self._on = np.zeros(self.num_keys, bool)
+        self._armed = np.ones(self.num_keys, bool)
+        self._held = np.zeros(self.num_keys, int)
+
+    def step(self, frame: np.ndarray, onset: np.ndarray, offset: np.ndarray, velocity: np.ndarray) -> list[Event]:
+        """One frame of (keys,) posteriors (velocity 0..1) -> events at this frame's instant."""
+        t = self._frame / self.fps
+        self._frame += 1
+        events = []
+        strike = (onset >= ONSET) & self._armed
+        self._armed = np.where(strike, False, self._armed | (onset < REARM))
+        self._held = np.where(frame >= FRAME_HOLD, self._held + 1, 0)
+        release = self._on & ((frame < FRAME_OFF) | ((offset >= OFFSET) & (frame < 0.5)))
+        retrigger = self._on & strike & ~release
+        start = (~self._on & (strike | (self._held >= 2))) | retrigger
+        for key in np.flatnonzero(release | retrigger):
+            events.append(Event(t, self.lowest + int(key), 0))
+        for key in np.flatnonzero(start):
+            events.append(Event(t, self.lowest + int(key), max(int(round(float(velocity[key]) * 127)), MIN_VELOCITY)))
+        self._on = (self._on & ~release) | start
+        return events
+
+    def finish(self) -> list[Event]:
+        """Note-offs for every note still sounding (end of input, shutdown or fault)."""
+        t = self._frame / self.fps
+        events = [Event(t, self.lowest + int(key), 0) for key in np.flatnonzero(self._on)]
+        self._on[:] = False
+        return events
+
+
+def events_to_notes(events: list[Event]) -> list[Note]:
+    """Pair each note-on with the next note-off of the same pitch."""
+    sounding: dict[int, Event] = {}
+    notes = []
+    for e in sorted(events, key=lambda e: (e.time, e.velocity > 0)):
+        if e.velocity == 0 and e.pitch in sounding:
+            start = sounding.pop(e.pitch)
+            notes.append(Note(e.pitch, start.time, max(e.time, start.time + 1e-3), start.velocity))
+        elif e.velocity > 0:
+            sounding[e.pitch] = e
+    return sorted(notes, key=lambda n: (n.start, n.pitch))
+
+
+def decode(posteriors: np.ndarray, lowest: int, fps: float) -> list[Note]:
+    """(frames, keys, 4) posteriors (P(down), P(onset), P(offset), velocity 0..1) -> notes."""
+    tracker = NoteTracker(lowest, posteriors.shape[1], fps)
+    events = []
+    for p in posteriors:
+        events += tracker.step(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
+    return events_to_notes(events + tracker.finish())

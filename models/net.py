@@ -1,0 +1,94 @@
+"""PianoNet: one convolutional trunk over the whole strip, per-key pooling, and a small temporal head.
+
+Per frame, the trunk turns the grey strip (H x W) into features along the keyboard (C x W); each key
+averages the columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
+looks at a key's features over the last ``CONTEXT`` frames (a press is a motion) and says, for the
+newest frame: key down, onset, offset (logits) and velocity (0..1 of 127). The runtime runs the trunk
+once per frame and keeps the last features, so a frame costs one trunk pass whatever the context.
+Host only (torch).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from pianoedge import keys as K
+
+CONTEXT = 5  # frames the head sees: the newest and the four before it (causal: no look-ahead latency)
+FEATURES = 48
+OUTPUTS = ("frame", "onset", "offset", "velocity")
+
+
+def key_pool(num_keys: int, lowest: int, width: int) -> np.ndarray:
+    """(keys, width) averaging matrix: row k averages the strip columns of key k's span; and (keys,) black flags."""
+    layout = K.layout(num_keys, lowest)
+    spans = layout.spans_px(width)
+    pool = np.zeros((num_keys, width), np.float32)
+    for k, (left, right) in enumerate(spans):
+        a, b = int(np.floor(left)), max(int(np.ceil(right)), int(np.floor(left)) + 1)
+        pool[k, a:min(b, width)] = 1.0
+    pool /= pool.sum(axis=1, keepdims=True)
+    return pool
+
+
+def black_flags(num_keys: int, lowest: int) -> np.ndarray:
+    return np.array([k.black for k in K.layout(num_keys, lowest).keys], np.float32)
+
+
+def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Trunk(nn.Module):
+    """(B, 1, H, W) uint8-range strips -> (B, FEATURES, W) features along the keyboard."""
+
+    def __init__(self, height: int):
+        super().__init__()
+        self.convs = nn.Sequential(_block(1, 16, (1, 1)), _block(16, 24, (2, 1)), _block(24, 32, (2, 1)), _block(32, 32, (2, 1)))
+        rows = height
+        for _ in range(3):
+            rows = (rows + 1) // 2
+        self.mix = nn.Sequential(nn.Conv1d(32 * rows, FEATURES, 1), nn.ReLU(inplace=True),
+                                 nn.Conv1d(FEATURES, FEATURES, 5, padding=2), nn.ReLU(inplace=True))
+
+    def forward(self, strips: torch.Tensor) -> torch.Tensor:
+        x = self.convs(strips / 255.0 - 0.5)
+        b, c, h, w = x.shape
+        return self.mix(x.reshape(b, c * h, w))
+
+
+class Head(nn.Module):
+    """(B, CONTEXT, keys, FEATURES) per-key features + (keys,) black flags -> (B, keys, 4) outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(CONTEXT * FEATURES + 1, 96), nn.ReLU(inplace=True), nn.Linear(96, len(OUTPUTS)))
+
+    def forward(self, features: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
+        b, t, k, c = features.shape
+        x = features.permute(0, 2, 1, 3).reshape(b, k, t * c)
+        x = torch.cat([x, black.reshape(1, k, 1).expand(b, k, 1)], dim=2)
+        out = self.mlp(x)
+        return torch.cat([out[..., :3], torch.sigmoid(out[..., 3:])], dim=2)
+
+
+class PianoNet(nn.Module):
+    def __init__(self, height: int):
+        super().__init__()
+        self.trunk = Trunk(height)
+        self.head = Head()
+
+    def key_features(self, strips: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) strips -> (N, keys, FEATURES)."""
+        return torch.einsum("ncw,kw->nkc", self.trunk(strips[:, None].float()), pool)
+
+    def forward(self, clips: torch.Tensor, pool: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
+        """(B, L, H, W) consecutive strips -> (B, L - CONTEXT + 1, keys, 4): outputs for every frame
+        that has a full context behind it."""
+        b, length, h, w = clips.shape
+        feats = self.key_features(clips.reshape(b * length, h, w), pool).reshape(b, length, pool.shape[0], -1)
+        windows = feats.unfold(1, CONTEXT, 1).permute(0, 1, 4, 2, 3)  # (B, L-C+1, C, keys, F)
+        n = windows.shape[1]
+        out = self.head(windows.reshape(b * n, CONTEXT, pool.shape[0], -1), black)
+        return out.reshape(b, n, pool.shape[0], len(OUTPUTS))
