@@ -12,6 +12,7 @@ import numpy as np
 from pianoedge import keys as K
 from pianoedge.calibration.lockfile import Lock
 from pianoedge.errors import PianoedgeError
+from pianoedge.notes import Note
 from pianoedge.takes import Take, frame_labels
 
 STRIP_SIZE = (442, 53)  # model input (width, height): the canonical strip at half size, ~8.5 px per white key
@@ -46,6 +47,7 @@ class TakeData:
     name: str
     strips: np.ndarray  # (frames, H, W) uint8
     labels: dict[str, np.ndarray]  # frame_labels() arrays, (frames, 88)
+    notes: list[Note]
     lowest: int
     num_keys: int
     fps: float
@@ -64,5 +66,5 @@ def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
     cap.release()
     if not strips:
         raise PianoedgeError(f"cannot read any frame from {take.video}: is it a video OpenCV can decode?")
-    labels = frame_labels(take.notes(), fps, len(strips))
-    return TakeData(take.name, np.stack(strips), labels, lock.lowest_key, lock.num_keys, fps)
+    notes = take.notes()
+    return TakeData(take.name, np.stack(strips), frame_labels(notes, fps, len(strips)), notes, lock.lowest_key, lock.num_keys, fps)

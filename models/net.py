@@ -45,11 +45,11 @@ class Trunk(nn.Module):
 
     def __init__(self, height: int):
         super().__init__()
-        self.convs = nn.Sequential(_block(1, 16, (1, 1)), _block(16, 24, (2, 1)), _block(24, 32, (2, 1)), _block(32, 32, (2, 1)))
+        self.convs = nn.Sequential(_block(1, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)), _block(24, 24, (2, 1)))
         rows = height
-        for _ in range(3):
+        for _ in range(4):
             rows = (rows + 1) // 2
-        self.mix = nn.Sequential(nn.Conv1d(32 * rows, FEATURES, 1), nn.ReLU(inplace=True),
+        self.mix = nn.Sequential(nn.Conv1d(24 * rows, FEATURES, 1), nn.ReLU(inplace=True),
                                  nn.Conv1d(FEATURES, FEATURES, 5, padding=2), nn.ReLU(inplace=True))
 
     def forward(self, strips: torch.Tensor) -> torch.Tensor:

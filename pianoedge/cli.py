@@ -72,6 +72,38 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from pianoedge.models import train
+
+    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps)
+    best = train.train(args.data, args.output, args.val, settings, progress_factory=_progress)
+    print(f"best epoch {best['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k not in ("key", "epoch")))
+    print(f"weights: {args.output / 'pianonet.pt'} (+ pianonet.json); ship them by copying both into models/weights/")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pianoedge.models import decode, evaluate, train
+
+    net = train.load_weights(args.model) if args.model else train.load_weights()
+    takes = train.load_takes(args.data, _progress(0, "take", "loading"))
+    args.rolls.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for data in takes:
+        pred = decode.decode(train.posteriors(net, data), data.lowest, data.fps)
+        rows.append({"take": data.name, **evaluate.score(data.notes, pred, data.fps, len(data.strips))})
+        evaluate.piano_roll_png(args.rolls / f"{data.name}.png", data.notes, pred, data.fps, len(data.strips), data.name)
+    header = ["take", *evaluate.METRICS]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows + [{"take": "mean", **{k: float(np.nanmean([r[k] for r in rows])) for k in evaluate.METRICS}}]:
+        print("| " + " | ".join([row["take"]] + [f"{row[k]:.3f}" for k in evaluate.METRICS]) + " |")
+    print(f"piano rolls (prediction against truth): {args.rolls}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianoedge", description="Muted piano video in; MIDI with velocities and audio out.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -105,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
     lock.add_argument("--k1", type=float, help="lens radial distortion k1 if known (default: estimated; 0 turns it off)")
     lock.set_defaults(func=cmd_lock)
+
+    tr = sub.add_parser("train", help="train the keypress and velocity model on takes (host, torch)",
+                        description="Train PianoNet on folders of takes (studio or real: NAME.mp4 + NAME.mid [+ .json]). "
+                                    "Resumes from RUN_DIR/checkpoint.pt; logs RUN_DIR/metrics.jsonl per epoch.")
+    tr.add_argument("--data", required=True, action="append", type=Path, metavar="DIR", help="folder of training takes (repeatable)")
+    tr.add_argument("--val", action="append", type=Path, metavar="DIR", help="folder of validation takes (repeatable)")
+    tr.add_argument("-o", "--output", required=True, type=Path, metavar="RUN_DIR")
+    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--steps", type=int, default=150, help="steps per epoch (default 150)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="score the model on takes: frame/note/velocity metrics and piano rolls",
+                        description="Transcribe each take with the model (through its labelled or found lock) and score "
+                                    "it with mir_eval as CONTRACTS.md says; writes a piano-roll PNG per take.")
+    ev.add_argument("--data", required=True, action="append", type=Path, metavar="DIR")
+    ev.add_argument("--model", type=Path, metavar="DIR", help="folder with pianonet.pt + pianonet.json (default: the shipped one)")
+    ev.add_argument("--rolls", type=Path, default=Path("eval-rolls"), metavar="DIR", help="where the piano-roll PNGs go")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -1,0 +1,195 @@
+"""Training PianoNet on takes (studio or real), with checkpoints, resume and per-epoch metrics. Host only (torch).
+
+A step draws random clips of consecutive frames (the trunk runs once per frame, the head on every
+frame with a full context behind it), jitters them as a slightly different camera and lock would
+(shift, scale, brightness, contrast, noise), and minimises binary cross-entropy on key down, onset
+and offset plus the L1 error of the velocity at onsets.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pianoedge import keys as K
+from pianoedge.errors import PianoedgeError
+from pianoedge.takes import find_takes
+
+from .data import STRIP_SIZE, TakeData, load_take
+from .decode import decode
+from .evaluate import score
+from .net import CONTEXT, OUTPUTS, PianoNet, black_flags, key_pool
+
+WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
+
+
+@dataclass
+class Settings:
+    steps_per_epoch: int = 150
+    epochs: int = 12
+    batch: int = 4  # clips per step
+    clip: int = CONTEXT - 1 + 16  # frames per clip: 16 labelled frames each
+    lr: float = 2e-3
+    seed: int = 0
+    onset_weight: float = 4.0  # positive-class weight: onsets are rare
+    offset_weight: float = 2.0
+
+
+def load_takes(folders: list[str | Path], progress=None) -> list[TakeData]:
+    takes = [t for folder in folders for t in find_takes(folder)]
+    if not takes:
+        raise PianoedgeError(f"no takes (NAME.mp4 + NAME.mid) in {', '.join(map(str, folders))}")
+    if progress is not None:
+        progress.reset(total=len(takes))
+    out = []
+    for take in takes:
+        out.append(load_take(take))
+        if progress is not None:
+            progress.update(1)
+    return out
+
+
+def _keys(data: TakeData) -> slice:
+    return slice(data.lowest - K.LOWEST_PITCH, data.lowest - K.LOWEST_PITCH + data.num_keys)
+
+
+def _jitter(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random camera/lock/light change applied to every frame of a clip."""
+    h, w = clip.shape[1:]
+    scale = rng.uniform(0.97, 1.03)
+    m = np.array([[scale, 0, rng.uniform(-3, 3) + (1 - scale) * w / 2], [0, rng.uniform(0.94, 1.06), rng.uniform(-2.5, 2.5)]])
+    gain, bias = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
+    out = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REPLICATE) for f in clip]).astype(np.float32)
+    out = out * gain + bias + rng.normal(0, rng.uniform(0, 6), out.shape)
+    return np.clip(out, 0, 255)
+
+
+def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
+    """Clips from one keyboard size (the pooling is per size): inputs and targets."""
+    size = takes[int(rng.integers(len(takes)))].num_keys
+    pool = [t for t in takes if t.num_keys == size and len(t.strips) >= settings.clip]
+    clips, targets = [], []
+    for _ in range(settings.batch):
+        data = pool[int(rng.integers(len(pool)))]
+        start = int(rng.integers(len(data.strips) - settings.clip + 1))
+        clips.append(_jitter(data.strips[start : start + settings.clip], rng))
+        frames = slice(start + CONTEXT - 1, start + settings.clip)
+        keys = _keys(data)
+        targets.append(np.stack([data.labels["pressed"][frames, keys], data.labels["onset"][frames, keys],
+                                 data.labels["offset"][frames, keys], data.labels["velocity"][frames, keys] / 127.0], axis=2))
+    lowest = pool[0].lowest
+    return (torch.from_numpy(np.stack(clips)), torch.from_numpy(np.stack(targets).astype(np.float32)),
+            torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)))
+
+
+def loss_of(out: torch.Tensor, target: torch.Tensor, settings: Settings) -> torch.Tensor:
+    frame = F.binary_cross_entropy_with_logits(out[..., 0], target[..., 0])
+    onset = F.binary_cross_entropy_with_logits(out[..., 1], target[..., 1], pos_weight=torch.tensor(settings.onset_weight))
+    offset = F.binary_cross_entropy_with_logits(out[..., 2], target[..., 2], pos_weight=torch.tensor(settings.offset_weight))
+    struck = target[..., 1] > 0
+    velocity = (out[..., 3][struck] - target[..., 3][struck]).abs().mean() if struck.any() else out.sum() * 0
+    return frame + onset + offset + velocity
+
+
+@torch.no_grad()
+def posteriors(net: PianoNet, data: TakeData, chunk: int = 256) -> np.ndarray:
+    """(frames, keys, 4) probabilities for a whole take: P(down), P(onset), P(offset), velocity 0..1.
+    The first frames reuse the first frame as their past."""
+    net.eval()
+    pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
+    black = torch.from_numpy(black_flags(data.num_keys, data.lowest))
+    feats = torch.cat([net.key_features(torch.from_numpy(data.strips[i : i + chunk]), pool) for i in range(0, len(data.strips), chunk)])
+    feats = torch.cat([feats[:1].expand(CONTEXT - 1, -1, -1), feats])
+    windows = feats.unfold(0, CONTEXT, 1).permute(0, 3, 1, 2)  # (frames, CONTEXT, keys, F)
+    out = torch.cat([net.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
+    return torch.cat([torch.sigmoid(out[..., :3]), out[..., 3:]], dim=2).numpy()
+
+
+def evaluate(net: PianoNet, takes: list[TakeData]) -> tuple[dict[str, float], list[dict]]:
+    """Metrics per take and their mean (evaluate.METRICS)."""
+    per_take = []
+    for data in takes:
+        pred = decode(posteriors(net, data), data.lowest, data.fps)
+        per_take.append({"take": data.name, **score(data.notes, pred, data.fps, len(data.strips))})
+    keys = [k for k in per_take[0] if k != "take"]
+    return {k: float(np.nanmean([r[k] for r in per_take])) for k in keys}, per_take
+
+
+def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, settings: Settings | None = None,
+          progress_factory=None, log=print) -> dict:
+    """Train (resuming from ``run_dir/checkpoint.pt`` when present); returns the best epoch's metrics."""
+    settings = settings or Settings()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+    train_takes = load_takes(train_dirs, progress_factory and progress_factory(0, "take", "loading train"))
+    val_takes = load_takes(val_dirs, progress_factory and progress_factory(0, "take", "loading val")) if val_dirs else []
+    net = PianoNet(STRIP_SIZE[1])
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * settings.steps_per_epoch)
+    epoch, best = 0, None
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        epoch, best = state["epoch"], state["best"]
+        log(f"resumed from {checkpoint} after epoch {epoch}")
+    while epoch < settings.epochs:
+        rng = np.random.default_rng([settings.seed, epoch])  # resume-safe: each epoch's draws depend only on its number
+        net.train()
+        bar = progress_factory and progress_factory(settings.steps_per_epoch, "step", f"epoch {epoch + 1}/{settings.epochs}")
+        losses, started = [], time.perf_counter()
+        for _ in range(settings.steps_per_epoch):
+            clips, target, pool, black = _batch(train_takes, settings, rng)
+            loss = loss_of(net(clips, pool, black), target, settings)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss))
+            if bar is not None:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        epoch += 1
+        metrics = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started}
+        if val_takes:
+            metrics.update(evaluate(net, val_takes)[0])
+        log(json.dumps(metrics))
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        key = metrics.get("onset_f1", -metrics["loss"])
+        if best is None or key >= best["key"]:
+            best = {"key": key, **metrics}
+            save_weights(net, run_dir, {"settings": asdict(settings), "metrics": metrics})
+        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "epoch": epoch, "best": best}, checkpoint)
+    return best
+
+
+def save_weights(net: PianoNet, folder: Path, manifest: dict) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), folder / "pianonet.pt")
+    manifest = {"model": "pianonet", "strip_size": list(STRIP_SIZE), "context": CONTEXT, "outputs": list(OUTPUTS), **manifest}
+    (folder / "pianonet.json").write_text(json.dumps(manifest, indent=1))
+
+
+def load_weights(folder: Path = WEIGHTS) -> PianoNet:
+    path = Path(folder) / "pianonet.pt"
+    if not path.is_file():
+        raise PianoedgeError(f"model weights not found: {path}; train them with: pianoedge train --data DIR -o RUN_DIR")
+    net = PianoNet(STRIP_SIZE[1])
+    net.load_state_dict(torch.load(path, weights_only=True))
+    return net.eval()
