@@ -119,7 +119,13 @@ def evaluate(net: PianoNet, takes: list[TakeData]) -> tuple[dict[str, float], li
         pred = decode(posteriors(net, data), data.lowest, data.fps)
         per_take.append({"take": data.name, **score(data.notes, pred, data.fps, len(data.strips))})
     keys = [k for k in per_take[0] if k != "take"]
-    return {k: float(np.nanmean([r[k] for r in per_take])) for k in keys}, per_take
+    return {k: mean_of([r[k] for r in per_take]) for k in keys}, per_take
+
+
+def mean_of(values: list[float]) -> float:
+    """Mean over the values that are defined (velocity MAE is NaN for a take with no matched notes)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, settings: Settings | None = None,
@@ -156,7 +162,7 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if bar is not None:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
                 bar.update(1)

@@ -83,8 +83,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from pianoedge.models import decode, evaluate, train
 
     net = train.load_weights(args.model) if args.model else train.load_weights()
@@ -98,7 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     header = ["take", *evaluate.METRICS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for row in rows + [{"take": "mean", **{k: float(np.nanmean([r[k] for r in rows])) for k in evaluate.METRICS}}]:
+    for row in rows + [{"take": "mean", **{k: train.mean_of([r[k] for r in rows]) for k in evaluate.METRICS}}]:
         print("| " + " | ".join([row["take"]] + [f"{row[k]:.3f}" for k in evaluate.METRICS]) + " |")
     print(f"piano rolls (prediction against truth): {args.rolls}/")
     return 0

@@ -1,0 +1,137 @@
+"""The keypress/velocity model, its training, the note decoder and the scoring."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pianoedge import keys as K
+from pianoedge.models.decode import NoteTracker, decode, events_to_notes
+from pianoedge.models.evaluate import score
+from pianoedge.notes import Note, write_notes
+
+torch = pytest.importorskip("torch", reason="the models are host-side: install the host extra (torch)")
+
+from pianoedge.models import train  # noqa: E402
+from pianoedge.models.data import STRIP_SIZE  # noqa: E402
+from pianoedge.models.net import CONTEXT, PianoNet, black_flags, key_pool  # noqa: E402
+
+FPS = 25.0
+
+
+def posteriors_for(frames: int, keys: int = 88) -> np.ndarray:
+    p = np.zeros((frames, keys, 4), np.float32)
+    p[..., 3] = 0.5
+    return p
+
+
+@pytest.mark.parametrize("size", [88, 76, 61])
+def test_model_outputs_every_key_of_every_size(size):
+    lowest = K.KEYBOARD_SIZES[size][0]
+    net = PianoNet(STRIP_SIZE[1])
+    pool = key_pool(size, lowest, STRIP_SIZE[0])
+    assert pool.shape == (size, STRIP_SIZE[0]) and np.allclose(pool.sum(axis=1), 1.0)
+    assert black_flags(size, lowest).sum() == len(K.layout(size, lowest).blacks)
+    clips = torch.randint(0, 256, (2, CONTEXT + 3, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=torch.uint8)
+    out = net(clips, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)))
+    assert out.shape == (2, 4, size, 4)
+    assert torch.all((out[..., 3] >= 0) & (out[..., 3] <= 1))  # velocity is a fraction of 127
+
+
+def test_decoder_onsets_repeats_flicker_and_hovering():
+    p = posteriors_for(40)
+    # key 40: a long note whose frame output flickers (0.45) but never drops: one note
+    p[2:30, 40, 0] = 0.95
+    p[12, 40, 0] = 0.45
+    p[2, 40, 1] = 0.9
+    p[2, 40, 3] = 100 / 127
+    # key 50: a repeated note: the key stays down, a second onset peak re-triggers it
+    p[5:35, 50, 0] = 0.9
+    p[5, 50, 1], p[6, 50, 1] = 0.8, 0.7  # one onset over two frames: one strike
+    p[20, 50, 1] = 0.85
+    # key 60: a finger hovering (frame output unsure, no onset): no note
+    p[:, 60, 0] = 0.6
+    notes = decode(p, 21, FPS)
+    by_pitch = {}
+    for n in notes:
+        by_pitch.setdefault(n.pitch, []).append(n)
+    assert sorted(by_pitch) == [61, 71]
+    (long,) = by_pitch[61]
+    assert long.start == pytest.approx(2 / FPS) and long.end == pytest.approx(30 / FPS) and long.velocity == 100
+    first, second = by_pitch[71]
+    assert (first.start, first.end, second.start, second.end) == pytest.approx((5 / FPS, 20 / FPS, 20 / FPS, 35 / FPS))
+
+
+def test_decoder_starts_a_clearly_held_key_without_onset_and_releases_everything_at_the_end():
+    p = posteriors_for(10)
+    p[3:, 10, 0] = 0.97  # no onset seen (e.g. occluded strike) but clearly down for two frames
+    tracker = NoteTracker(21, 88, FPS)
+    events = [e for frame in p for e in tracker.step(frame[:, 0], frame[:, 1], frame[:, 2], frame[:, 3])]
+    assert [(e.pitch, e.time) for e in events] == [(31, pytest.approx(4 / FPS))]
+    offs = tracker.finish()
+    assert [(e.pitch, e.velocity) for e in offs] == [(31, 0)]  # nothing left sounding
+    assert len(events_to_notes(events + offs)) == 1
+
+
+def test_scores_on_a_known_answer():
+    truth = [Note(60, 0.0, 0.5, 80), Note(64, 1.0, 1.5, 40)]
+    perfect = score(truth, truth, FPS, 50)
+    assert perfect["onset_f1"] == perfect["onset_offset_f1"] == perfect["frame_f1_white"] == 1.0
+    assert perfect["velocity_mae"] == 0.0
+    half = score(truth, [Note(60, 0.02, 0.5, 90), Note(64, 1.2, 1.5, 40)], FPS, 50)
+    assert half["onset_f1"] == pytest.approx(0.5)  # second onset 200 ms late: unmatched
+    assert half["velocity_mae"] == pytest.approx(10.0)  # over the one matched note
+
+
+@pytest.fixture(scope="module")
+def tiny_take(tmp_path_factory):
+    """A two-second studio take, rendered small."""
+    from pianoedge.studio.take import render_take
+
+    folder = tmp_path_factory.mktemp("tiny")
+    notes = [Note(60 + i % 5, 0.1 + 0.18 * i, 0.25 + 0.18 * i, 40 + 8 * i) for i in range(10)]
+    write_notes(folder / "src.mid", notes)
+    render_take(notes, folder, "tiny", 7, num_keys=61, view="overhead", width=640, height=360, fps=25.0)
+    return folder
+
+
+@pytest.mark.slow
+def test_a_short_training_run_lowers_the_loss(tiny_take):
+    torch.manual_seed(0)
+    data = train.load_takes([tiny_take])
+    assert data[0].num_keys == 61 and data[0].strips.shape[1:] == (STRIP_SIZE[1], STRIP_SIZE[0])
+    settings = train.Settings(batch=2)
+    clips, target, pool, black = train._batch(data, settings, np.random.default_rng(0))
+    net = PianoNet(STRIP_SIZE[1])
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = train.loss_of(net(clips, pool, black), target, settings)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
+    settings = train.Settings(epochs=1, steps_per_epoch=2, batch=1)
+    train.train([tiny_take], tmp_path, [tiny_take], settings, log=lambda _: None)
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "pianonet.pt").is_file()
+    settings.epochs = 2
+    logged = []
+    train.train([tiny_take], tmp_path, None, settings, log=logged.append)
+    assert logged[0].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    manifest = json.loads((tmp_path / "pianonet.json").read_text())
+    assert manifest["strip_size"] == list(STRIP_SIZE) and manifest["context"] == CONTEXT
+    net = train.load_weights(tmp_path)
+    assert train.posteriors(net, train.load_takes([tiny_take])[0]).shape[1:] == (61, 4)
+
+
+def test_missing_weights_is_a_clear_error(tmp_path):
+    from pianoedge.errors import PianoedgeError
+
+    with pytest.raises(PianoedgeError, match="model weights not found"):
+        train.load_weights(tmp_path)
