@@ -46,6 +46,10 @@ def load_takes(folders: list[str | Path], progress=None) -> list[TakeData]:
     takes = [t for folder in folders for t in find_takes(folder)]
     if not takes:
         raise PianoedgeError(f"no takes (NAME.mp4 + NAME.mid) in {', '.join(map(str, folders))}")
+    return load_takes_list(takes, progress)
+
+
+def load_takes_list(takes: list, progress=None) -> list[TakeData]:
     if progress is not None:
         progress.reset(total=len(takes))
     out = []

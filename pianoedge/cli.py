@@ -73,6 +73,17 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.arch == "seed":
+        from pianoedge.models import seed
+        from pianoedge.takes import find_takes
+
+        takes = sum(len(find_takes(d)) for d in args.data)
+        bar = _progress(takes, "take", "cropping")
+        path = seed.train_seed(args.data, args.output, epochs=args.epochs, lstm_epochs=args.epochs, seed=args.seed, progress=bar)
+        if bar is not None:
+            bar.close()
+        print(f"seed-paper baseline: {path} (+ seed.json)")
+        return 0
     from pianoedge.models import train
 
     settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps)
@@ -83,16 +94,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pianoedge.models import decode, evaluate, train
+    from pianoedge.models import evaluate, train
+    from pianoedge.takes import find_takes
 
-    net = train.load_weights(args.model) if args.model else train.load_weights()
-    takes = train.load_takes(args.data, _progress(0, "take", "loading"))
+    takes = [t for d in args.data for t in find_takes(d)]
+    if not takes:
+        raise PianoedgeError(f"no takes (NAME.mp4 + NAME.mid) in {', '.join(map(str, args.data))}")
+    if args.model and (args.model / "seed.pt").is_file():
+        from pianoedge.models import seed
+
+        model = seed.SeedTranscriber(args.model)
+        transcribe = model.transcribe_take
+    else:
+        from pianoedge.models import decode
+
+        net = train.load_weights(args.model) if args.model else train.load_weights()
+
+        def transcribe(take):
+            data = train.load_takes_list([take])[0]
+            return decode.decode(train.posteriors(net, data), data.lowest, data.fps), data.fps, len(data.strips)
+
     args.rolls.mkdir(parents=True, exist_ok=True)
     rows = []
-    for data in takes:
-        pred = decode.decode(train.posteriors(net, data), data.lowest, data.fps)
-        rows.append({"take": data.name, **evaluate.score(data.notes, pred, data.fps, len(data.strips))})
-        evaluate.piano_roll_png(args.rolls / f"{data.name}.png", data.notes, pred, data.fps, len(data.strips), data.name)
+    bar = _progress(len(takes), "take", "transcribing")
+    for take in takes:
+        pred, fps, frames = transcribe(take)
+        truth = take.notes()
+        rows.append({"take": take.name, **evaluate.score(truth, pred, fps, frames)})
+        evaluate.piano_roll_png(args.rolls / f"{take.name}.png", truth, pred, fps, frames, take.name)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     header = ["take", *evaluate.METRICS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -145,13 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=12)
     tr.add_argument("--steps", type=int, default=150, help="steps per epoch (default 150)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--arch", choices=("pianonet", "seed"), default="pianonet",
+                    help="pianonet (ours, default) or seed (the seed paper's four CNNs and LSTMs, the baseline)")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="score the model on takes: frame/note/velocity metrics and piano rolls",
                         description="Transcribe each take with the model (through its labelled or found lock) and score "
                                     "it with mir_eval as CONTRACTS.md says; writes a piano-roll PNG per take.")
     ev.add_argument("--data", required=True, action="append", type=Path, metavar="DIR")
-    ev.add_argument("--model", type=Path, metavar="DIR", help="folder with pianonet.pt + pianonet.json (default: the shipped one)")
+    ev.add_argument("--model", type=Path, metavar="DIR",
+                    help="folder with pianonet.pt + pianonet.json, or seed.pt for the seed-paper baseline (default: the shipped model)")
     ev.add_argument("--rolls", type=Path, default=Path("eval-rolls"), metavar="DIR", help="where the piano-roll PNGs go")
     ev.set_defaults(func=cmd_eval)
     return parser
