@@ -16,6 +16,12 @@ from pianoedge.notes import Note
 from pianoedge.takes import Take, frame_labels
 
 STRIP_SIZE = (442, 53)  # model input (width, height): the canonical strip at half size, ~8.5 px per white key
+REST_FRAMES = 9  # frames whose median is the keyboard at rest (as the lock combines them)
+
+
+def rest_view(strips: np.ndarray) -> np.ndarray:
+    """The keyboard at rest: the per-pixel median of strips spread over time (moving hands fade)."""
+    return np.median(strips, axis=0).astype(np.uint8)
 
 
 def lock_of_take(take: Take) -> Lock:
@@ -46,6 +52,7 @@ class TakeData:
 
     name: str
     strips: np.ndarray  # (frames, H, W) uint8
+    rest: np.ndarray  # (H, W) uint8: rest_view of REST_FRAMES frames from the first seconds, as the runtime has it
     labels: dict[str, np.ndarray]  # frame_labels() arrays, (frames, 88)
     notes: list[Note]
     lowest: int
@@ -67,4 +74,7 @@ def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
     if not strips:
         raise PianoedgeError(f"cannot read any frame from {take.video}: is it a video OpenCV can decode?")
     notes = take.notes()
-    return TakeData(take.name, np.stack(strips), frame_labels(notes, fps, len(strips)), notes, lock.lowest_key, lock.num_keys, fps)
+    strips = np.stack(strips)
+    early = strips[np.linspace(0, min(len(strips), int(6 * fps)) - 1, REST_FRAMES).astype(int)]
+    return TakeData(take.name, strips, rest_view(early), frame_labels(notes, fps, len(strips)), notes,
+                    lock.lowest_key, lock.num_keys, fps)

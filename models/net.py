@@ -41,19 +41,20 @@ def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:
 
 
 class Trunk(nn.Module):
-    """(B, 1, H, W) uint8-range strips -> (B, FEATURES, W) features along the keyboard."""
+    """(B, 2, H, W) strips and their difference from the keyboard at rest (uint8 range) -> (B, FEATURES, W)
+    features along the keyboard."""
 
     def __init__(self, height: int):
         super().__init__()
-        self.convs = nn.Sequential(_block(1, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)), _block(24, 24, (2, 1)))
+        self.convs = nn.Sequential(_block(2, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)), _block(24, 24, (2, 1)))
         rows = height
         for _ in range(4):
             rows = (rows + 1) // 2
         self.mix = nn.Sequential(nn.Conv1d(24 * rows, FEATURES, 1), nn.ReLU(inplace=True),
                                  nn.Conv1d(FEATURES, FEATURES, 5, padding=2), nn.ReLU(inplace=True))
 
-    def forward(self, strips: torch.Tensor) -> torch.Tensor:
-        x = self.convs(strips / 255.0 - 0.5)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x / 255.0)
         b, c, h, w = x.shape
         return self.mix(x.reshape(b, c * h, w))
 
@@ -79,15 +80,21 @@ class PianoNet(nn.Module):
         self.trunk = Trunk(height)
         self.head = Head()
 
-    def key_features(self, strips: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) strips -> (N, keys, FEATURES)."""
-        return torch.einsum("ncw,kw->nkc", self.trunk(strips[:, None].float()), pool)
+    def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) strips and (N or 1, H, W) the keyboard at rest -> (N, keys, FEATURES).
 
-    def forward(self, clips: torch.Tensor, pool: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
-        """(B, L, H, W) consecutive strips -> (B, L - CONTEXT + 1, keys, 4): outputs for every frame
-        that has a full context behind it."""
+        The rest view (median of frames spread over time: moving hands fade) makes what changed
+        stand out whatever the piano, its light or the camera."""
+        strips = strips.float()
+        x = torch.stack([strips - 127.5, strips - rest.float().expand_as(strips)], dim=1)
+        return torch.einsum("ncw,kw->nkc", self.trunk(x), pool)
+
+    def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
+        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L - CONTEXT + 1, keys, 4):
+        outputs for every frame that has a full context behind it."""
         b, length, h, w = clips.shape
-        feats = self.key_features(clips.reshape(b * length, h, w), pool).reshape(b, length, pool.shape[0], -1)
+        rest = rest[:, None].expand(b, length, h, w).reshape(b * length, h, w)
+        feats = self.key_features(clips.reshape(b * length, h, w), rest, pool).reshape(b, length, pool.shape[0], -1)
         windows = feats.unfold(1, CONTEXT, 1).permute(0, 1, 4, 2, 3)  # (B, L-C+1, C, keys, F)
         n = windows.shape[1]
         out = self.head(windows.reshape(b * n, CONTEXT, pool.shape[0], -1), black)

@@ -34,7 +34,8 @@ def test_model_outputs_every_key_of_every_size(size):
     assert pool.shape == (size, STRIP_SIZE[0]) and np.allclose(pool.sum(axis=1), 1.0)
     assert black_flags(size, lowest).sum() == len(K.layout(size, lowest).blacks)
     clips = torch.randint(0, 256, (2, CONTEXT + 3, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=torch.uint8)
-    out = net(clips, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)))
+    rest = torch.randint(0, 256, (2, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=torch.uint8)
+    out = net(clips, rest, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)))
     assert out.shape == (2, 4, size, 4)
     assert torch.all((out[..., 3] >= 0) & (out[..., 3] <= 1))  # velocity is a fraction of 127
 
@@ -102,12 +103,12 @@ def test_a_short_training_run_lowers_the_loss(tiny_take):
     data = train.load_takes([tiny_take])
     assert data[0].num_keys == 61 and data[0].strips.shape[1:] == (STRIP_SIZE[1], STRIP_SIZE[0])
     settings = train.Settings(batch=2)
-    clips, target, pool, black = train._batch(data, settings, np.random.default_rng(0))
+    clips, rest, target, pool, black = train._batch(data, settings, np.random.default_rng(0))
     net = PianoNet(STRIP_SIZE[1])
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = train.loss_of(net(clips, pool, black), target, settings)
+        loss = train.loss_of(net(clips, rest, pool, black), target, settings)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

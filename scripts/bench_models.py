@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Per-frame cost of classifying every key: PianoNet (one trunk over the strip, per-key heads) against
+the seed paper's per-key crops (88 crops through the bundle CNNs), on one CPU core with torch.
+
+Run: python scripts/bench_models.py [--frames N]
+Prints a table (ms per frame, p50/p90) and the ratio, measured in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date
+
+import numpy as np
+import torch
+
+from pianoedge import keys as K
+from pianoedge.calibration.layout import key_spans
+from pianoedge.models.data import STRIP_SIZE
+from pianoedge.models.net import CONTEXT, PianoNet, black_flags, key_pool
+from pianoedge.models.seed import CROP, SeedCNN, crop_keys
+
+
+def timed(fn, frames: int) -> np.ndarray:
+    for _ in range(5):
+        fn()
+    out = []
+    for _ in range(frames):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return np.array(out)
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 256, (STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)
+    canonical = rng.integers(0, 256, (K.CANONICAL_SIZE[1], K.CANONICAL_SIZE[0]), dtype=np.uint8)
+    net = PianoNet(STRIP_SIZE[1]).eval()
+    pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
+    history = torch.zeros(1, CONTEXT, 88, 48)
+    rest = torch.from_numpy(strip)[None]
+
+    def pianonet():
+        feats = net.key_features(torch.from_numpy(strip)[None], rest, pool)
+        history[:, :-1] = history[:, 1:].clone()
+        history[:, -1] = feats
+        return net.head(history, black)
+
+    cnns = {b: SeedCNN(CROP[("bundle", b)]).eval() for b in (False, True)}
+    is_black = np.array([k.black for k in K.layout(88).keys])
+
+    def seed():
+        spans = key_spans(canonical, 88)
+        for b in (False, True):
+            cnns[b](torch.from_numpy(crop_keys(canonical, spans, np.flatnonzero(is_black == b), "bundle", b)))
+
+    rows = [("pianonet (trunk + head, all 88 keys)", timed(pianonet, args.frames)),
+            ("seed paper (88 bundle crops + 2 CNNs)", timed(seed, args.frames))]
+    print(f"model cost per frame, {date.today()}, torch {torch.__version__}, 1 thread, {args.frames} frames\n")
+    print("| model | p50 ms | p90 ms |")
+    print("|---|---|---|")
+    for name, ms in rows:
+        print(f"| {name} | {np.percentile(ms, 50):.2f} | {np.percentile(ms, 90):.2f} |")
+    print(f"\nseed / pianonet (p50): {np.percentile(rows[1][1], 50) / np.percentile(rows[0][1], 50):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
