@@ -136,3 +136,31 @@ def test_missing_weights_is_a_clear_error(tmp_path):
 
     with pytest.raises(PianoedgeError, match="model weights not found"):
         train.load_weights(tmp_path)
+
+
+def test_seed_paper_models_take_key_crops_and_give_one_output_each():
+    from pianoedge.models.seed import CROP, KINDS, SeedCNN, SeedLSTM, crop_keys
+
+    strip = np.random.default_rng(0).integers(0, 256, (K.CANONICAL_SIZE[1], K.CANONICAL_SIZE[0]), dtype=np.uint8)
+    spans = K.layout(88).spans_px()
+    for mode, black in KINDS:
+        keys = [k for k, key in enumerate(K.layout(88).keys) if key.black == black]
+        crops = crop_keys(strip, spans, keys, mode, black)
+        w, h = CROP[(mode, black)]
+        assert crops.shape == (len(keys), h, w)
+        assert SeedCNN((w, h))(torch.from_numpy(crops)).shape == (len(keys),)
+    velocity = SeedLSTM()(torch.randn(3, 5, 128))
+    assert velocity.shape == (3,) and torch.all((velocity > 0) & (velocity < 1))
+
+
+@pytest.mark.slow
+def test_seed_paper_baseline_trains_and_transcribes(tiny_take, tmp_path):
+    from pianoedge.models import seed
+    from pianoedge.takes import find_takes
+
+    seed.train_seed([tiny_take], tmp_path, epochs=1, lstm_epochs=1, log=lambda _: None)
+    manifest = json.loads((tmp_path / "seed.json").read_text())
+    assert manifest["model"] == "seed" and manifest["samples"]["single-white"] > 0
+    notes, fps, frames = seed.SeedTranscriber(tmp_path).transcribe_take(find_takes(tiny_take)[0])
+    assert fps == 25.0 and frames == len(train.load_takes([tiny_take])[0].strips)
+    assert all(36 <= n.pitch <= 96 and 1 <= n.velocity <= 127 for n in notes)
