@@ -72,13 +72,13 @@ def piano_roll_png(path: str | Path, truth: list[Note], pred: list[Note], fps: f
     image[t_roll & ~p_roll] = (60, 200, 60)
     image[p_roll & ~t_roll] = (60, 60, 230)
     image[t_roll & p_roll] = (60, 220, 230)
-    width = min(max(frames, 400), 1600)
+    width = min(max(frames, 720), 1600)
     image = cv2.resize(image, (width, K.NUM_SLOTS * 4), interpolation=cv2.INTER_NEAREST)
     for row in range(0, K.NUM_SLOTS, 12):  # a line at every C
         y = (K.NUM_SLOTS - 1 - (row + 3)) * 4
         if y >= 0:
             image[y, :] = (70, 70, 70)
     header = np.full((24, width, 3), 255, np.uint8)
-    cv2.putText(header, f"{title}  green: truth only, red: predicted only, yellow: both", (6, 17),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(header, f"{title}: green truth only, red prediction only, yellow both", (6, 17),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), np.vstack([header, image]))
