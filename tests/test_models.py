@@ -164,3 +164,14 @@ def test_seed_paper_baseline_trains_and_transcribes(tiny_take, tmp_path):
     notes, fps, frames = seed.SeedTranscriber(tmp_path).transcribe_take(find_takes(tiny_take)[0])
     assert fps == 25.0 and frames == len(train.load_takes([tiny_take])[0].strips)
     assert all(36 <= n.pitch <= 96 and 1 <= n.velocity <= 127 for n in notes)
+
+
+def test_shipped_weights_load_and_carry_their_card():
+    manifest = json.loads((train.WEIGHTS / "pianonet.json").read_text())
+    assert manifest["strip_size"] == list(STRIP_SIZE) and manifest["context"] == CONTEXT
+    assert 0.0 <= manifest["metrics"]["onset_f1"] <= 1.0
+    assert (train.WEIGHTS / "README.md").is_file()  # the model card
+    net = train.load_weights()
+    rest = torch.zeros(1, STRIP_SIZE[1], STRIP_SIZE[0], dtype=torch.uint8)
+    feats = net.key_features(rest, rest, torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])))
+    assert feats.shape == (1, 88, 48) and torch.isfinite(feats).all()
