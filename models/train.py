@@ -138,8 +138,9 @@ def mean_of(values: list[float]) -> float:
 
 
 def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, settings: Settings | None = None,
-          progress_factory=None, log=print) -> dict:
-    """Train (resuming from ``run_dir/checkpoint.pt`` when present); returns the best epoch's metrics."""
+          progress_factory=None, log=print, init: Path | None = None) -> dict:
+    """Train (resuming from ``run_dir/checkpoint.pt`` when present, else starting from the weights in
+    ``init`` when given: fine-tuning, e.g. on real takes); returns the best epoch's metrics."""
     settings = settings or Settings()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
     random.seed(settings.seed)
     train_takes = load_takes(train_dirs, progress_factory and progress_factory(0, "take", "loading train"))
     val_takes = load_takes(val_dirs, progress_factory and progress_factory(0, "take", "loading val")) if val_dirs else []
-    net = PianoNet(STRIP_SIZE[1])
+    net = load_weights(init).train() if init else PianoNet(STRIP_SIZE[1])
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * settings.steps_per_epoch)
     epoch, best = 0, None

@@ -86,8 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from pianoedge.models import train
 
-    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps)
-    best = train.train(args.data, args.output, args.val, settings, progress_factory=_progress)
+    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps, lr=args.lr)
+    best = train.train(args.data, args.output, args.val, settings, progress_factory=_progress, init=args.init)
     print(f"best epoch {best['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k not in ("key", "epoch")))
     print(f"weights: {args.output / 'pianonet.pt'} (+ pianonet.json); ship them by copying both into models/weights/")
     return 0
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=12)
     tr.add_argument("--steps", type=int, default=150, help="steps per epoch (default 150)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay; default 3e-3)")
+    tr.add_argument("--init", type=Path, metavar="DIR", help="start from the weights in DIR (fine-tuning; default: from scratch)")
     tr.add_argument("--arch", choices=("pianonet", "seed"), default="pianonet",
                     help="pianonet (ours, default) or seed (the seed paper's four CNNs and LSTMs, the baseline)")
     tr.set_defaults(func=cmd_train)

@@ -129,6 +129,11 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     assert manifest["strip_size"] == list(STRIP_SIZE) and manifest["context"] == CONTEXT
     net = train.load_weights(tmp_path)
     assert train.posteriors(net, train.load_takes([tiny_take])[0]).shape[1:] == (61, 4)
+    # fine-tuning starts from given weights (lr 0: the convolutions stay exactly those weights)
+    train.train([tiny_take], tmp_path / "tuned", None, train.Settings(epochs=1, steps_per_epoch=1, batch=1, lr=0.0),
+                log=lambda _: None, init=tmp_path)
+    tuned = train.load_weights(tmp_path / "tuned")
+    assert torch.equal(tuned.trunk.convs[0][0].weight, net.trunk.convs[0][0].weight)
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
