@@ -10,7 +10,7 @@ full lock when this returns None.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -31,13 +31,7 @@ class Reference:
 
     @classmethod
     def of(cls, lock: Lock, frame: np.ndarray) -> Reference:
-        points, descriptors = _features(_undistorted_grey(lock, frame))
-        return cls(points, descriptors)
-
-
-def _undistorted_grey(lock: Lock, frame: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    return cv2.remap(grey, *lock.lens.undistort_maps(), cv2.INTER_LINEAR) if lock.k1 else grey
+        return cls(*_features(lock.undistorted_grey(frame)))
 
 
 def _features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +44,7 @@ def _features(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def follow(lock: Lock, reference: Reference, frame: np.ndarray) -> Lock | None:
     """The lock carried over to ``frame`` (same camera, moved), or None when the motion cannot be
     found reliably."""
-    grey = _undistorted_grey(lock, frame)
-    points, descriptors = _features(grey)
+    points, descriptors = _features(lock.undistorted_grey(frame))
     if len(points) < MIN_INLIERS or len(reference.keypoints) < MIN_INLIERS:
         return None
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(reference.descriptors, descriptors, k=2)
@@ -63,15 +56,5 @@ def follow(lock: Lock, reference: Reference, frame: np.ndarray) -> Lock | None:
     motion, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
     if motion is None or inliers.sum() < MIN_INLIERS:
         return None
-    homography = lock.homography @ np.linalg.inv(motion)
-    ideal_corners = cv2.perspectiveTransform(
-        np.array(_canonical_corners(lock.canonical_size), np.float64).reshape(-1, 1, 2), np.linalg.inv(homography)).reshape(-1, 2)
-    moved = replace(lock, homography=homography / homography[2, 2], corners=lock.lens.distort(ideal_corners))
+    moved = lock.with_homography(lock.homography @ np.linalg.inv(motion))
     return moved if moved.check(frame) >= MIN_CHECK else None
-
-
-def _canonical_corners(size: tuple[int, int]) -> list[list[float]]:
-    """The white-key surface's corners on the canonical strip, in CONTRACTS order."""
-    w, h = size
-    return [[0.0, 0.0], [float(w), 0.0], [float(w), float(h)], [0.0, float(h)]]
-

@@ -7,7 +7,7 @@ undistorted image to the strip; ``corners`` are always in the recorded image.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -107,15 +107,22 @@ class Lock:
         outside = (pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)
         return [self.lowest_key + int(i) for i in np.flatnonzero(outside)]
 
+    def with_homography(self, homography: np.ndarray) -> Lock:
+        """The same keyboard under another image -> strip homography (e.g. after the camera moved)."""
+        ideal = cv2.perspectiveTransform(canonical_corners(self.canonical_size).reshape(-1, 1, 2), np.linalg.inv(homography))
+        return replace(self, homography=homography / homography[2, 2], corners=self.lens.distort(ideal.reshape(-1, 2)))
+
+    def undistorted_grey(self, frame: np.ndarray) -> np.ndarray:
+        """A recorded frame as the homography expects it: grey and, with a lens, undistorted."""
+        self._require_size(frame)
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        return cv2.remap(grey, *self._undistort_maps, cv2.INTER_LINEAR) if self.k1 else grey
+
     def check(self, frame: np.ndarray) -> float:
         """How well this lock still fits a new frame (0..1): the share of black keys that are where it
         says. Cheap (one grey conversion, ~40 samples): the runtime calls it every few seconds and
         re-locks when it stays below ``acquire.MIN_FIT_SCORE`` (camera bumped, piano moved)."""
-        self._require_size(frame)
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        if self.k1:
-            grey = cv2.remap(grey, *self._undistort_maps, cv2.INTER_LINEAR)
-        return fit_score(grey, self.fit())
+        return fit_score(self.undistorted_grey(frame), self.fit())
 
     def fit(self) -> KeyboardFit:
         """The lock as a world (mm) -> undistorted image homography, for checking it against new frames."""
@@ -127,6 +134,12 @@ class Lock:
         if frame.shape[1::-1] != tuple(self.image_size):
             raise PianoedgeError(f"frame is {frame.shape[1]}x{frame.shape[0]} but the lock was made at "
                                  f"{self.image_size[0]}x{self.image_size[1]}: lock again at this resolution")
+
+
+def canonical_corners(size: tuple[int, int]) -> np.ndarray:
+    """(4, 2) corners of the white-key surface on a canonical strip of ``size``, in CONTRACTS order."""
+    w, h = size
+    return np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
 
 
 def _world_to_canonical(x0_mm: float, width_mm: float, canonical_size: tuple[int, int]) -> np.ndarray:

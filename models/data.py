@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from pianoedge import keys as K
-from pianoedge.calibration.lockfile import Lock
+from pianoedge.calibration.lockfile import Lock, canonical_corners
 from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
 from pianoedge.takes import Take, frame_labels
@@ -30,9 +30,7 @@ def lock_of_take(take: Take) -> Lock:
     if "corners" in meta and "image_size" in meta:
         k1 = float(meta.get("lens", {}).get("k1", 0.0))
         ideal = np.array(meta.get("lens", {}).get("corners_undistorted", meta["corners"]), np.float32)
-        cw, ch = K.CANONICAL_SIZE
-        canonical = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
-        homography = cv2.getPerspectiveTransform(ideal, canonical)
+        homography = cv2.getPerspectiveTransform(ideal, canonical_corners(K.CANONICAL_SIZE).astype(np.float32))
         return Lock(np.array(meta["corners"], float), tuple(meta["image_size"]), int(meta["lowest_key"]),
                     int(meta["num_keys"]), homography, K.CANONICAL_SIZE, k1)
     from pianoedge.calibration.acquire import frames_from_video, lock_frames
@@ -60,8 +58,9 @@ class TakeData:
     fps: float
 
 
-def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
-    lock = lock_of_take(take)
+def read_strips(take: Take, lock: Lock, size: tuple[int, int] = STRIP_SIZE) -> tuple[np.ndarray, float]:
+    """Every frame of a take's video as a (frames, H, W) strip array, and the video's frame rate
+    (from the container, else the take's metadata, else 30)."""
     cap = cv2.VideoCapture(str(take.video))
     fps = cap.get(cv2.CAP_PROP_FPS) or float(take.meta().get("fps", 30.0))
     strips = []
@@ -73,8 +72,13 @@ def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
     cap.release()
     if not strips:
         raise PianoedgeError(f"cannot read any frame from {take.video}: is it a video OpenCV can decode?")
+    return np.stack(strips), fps
+
+
+def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
+    lock = lock_of_take(take)
+    strips, fps = read_strips(take, lock, size)
     notes = take.notes()
-    strips = np.stack(strips)
     early = strips[np.linspace(0, min(len(strips), int(6 * fps)) - 1, REST_FRAMES).astype(int)]
     return TakeData(take.name, strips, rest_view(early), frame_labels(notes, fps, len(strips)), notes,
                     lock.lowest_key, lock.num_keys, fps)

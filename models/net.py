@@ -33,7 +33,7 @@ def key_pool(num_keys: int, lowest: int, width: int) -> np.ndarray:
 
 
 def black_flags(num_keys: int, lowest: int) -> np.ndarray:
-    return np.array([k.black for k in K.layout(num_keys, lowest).keys], np.float32)
+    return K.layout(num_keys, lowest).black_mask.astype(np.float32)
 
 
 def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:

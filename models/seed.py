@@ -30,7 +30,7 @@ from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
 from pianoedge.takes import find_takes, frame_labels
 
-from .data import lock_of_take, to_strip
+from .data import lock_of_take, read_strips
 
 TOLERANCE = 3  # px added on each side of a key's crop (the paper: 2-4)
 KINDS = [(mode, black) for mode in ("single", "bundle") for black in (False, True)]
@@ -96,9 +96,9 @@ class Samples:
         self.sequences = {False: [], True: []}
         self.velocities = {False: [], True: []}
 
-    def add_take(self, strips: list[np.ndarray], labels: dict, lowest: int, num_keys: int, rng: np.random.Generator) -> None:
-        black = np.array([k.black for k in K.layout(num_keys, lowest).keys])
-        slots = slice(lowest - K.LOWEST_PITCH, lowest - K.LOWEST_PITCH + num_keys)
+    def add_take(self, strips: np.ndarray, labels: dict, lowest: int, num_keys: int, rng: np.random.Generator) -> None:
+        layout = K.layout(num_keys, lowest)
+        black, slots = layout.black_mask, layout.slots
         pressed, onset, velocity = labels["pressed"][:, slots], labels["onset"][:, slots], labels["velocity"][:, slots]
         spans = [key_spans(s, num_keys, lowest) for s in strips]
         for t, strip in enumerate(strips):
@@ -133,26 +133,11 @@ def collect(folders: list, rng: np.random.Generator, progress=None) -> Samples:
         raise PianoedgeError(f"no takes in {', '.join(map(str, folders))}")
     for take in takes:
         lock = lock_of_take(take)
-        strips = _read_strips(take.video, lock)
-        cap = cv2.VideoCapture(str(take.video))
-        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        cap.release()
+        strips, fps = read_strips(take, lock, K.CANONICAL_SIZE)
         samples.add_take(strips, frame_labels(take.notes(), fps, len(strips)), lock.lowest_key, lock.num_keys, rng)
         if progress is not None:
             progress.update(1)
     return samples
-
-
-def _read_strips(video: Path, lock) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    strips = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        strips.append(to_strip(lock, frame, K.CANONICAL_SIZE))
-    cap.release()
-    return strips
 
 
 def _fit(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, loss_fn, lr: float, log) -> None:
@@ -234,37 +219,34 @@ class SeedTranscriber:
             self.lstms[black] = lstm.eval()
 
     @torch.no_grad()
-    def pressed(self, strips: list[np.ndarray], lowest: int, num_keys: int) -> np.ndarray:
-        """(frames, num_keys) P(pressed)."""
-        black = np.array([k.black for k in K.layout(num_keys, lowest).keys])
+    def pressed(self, strips: np.ndarray, spans: list[np.ndarray], lowest: int, num_keys: int) -> np.ndarray:
+        """(frames, num_keys) P(pressed), given each strip's key spans."""
+        black = K.layout(num_keys, lowest).black_mask
         out = np.zeros((len(strips), num_keys), np.float32)
         for t, strip in enumerate(strips):
-            spans = key_spans(strip, num_keys, lowest)
             for is_black in (False, True):
                 keys = np.flatnonzero(black == is_black)
-                logits = self.cnns[(self.mode, is_black)](torch.from_numpy(crop_keys(strip, spans, keys, self.mode, is_black)))
+                logits = self.cnns[(self.mode, is_black)](torch.from_numpy(crop_keys(strip, spans[t], keys, self.mode, is_black)))
                 out[t, keys] = torch.sigmoid(logits).numpy()
         return out
 
     def transcribe_take(self, take) -> tuple[list[Note], float, int]:
         """A take's notes through its lock (labelled or found), its frame rate and frame count."""
         lock = lock_of_take(take)
-        strips = _read_strips(take.video, lock)
-        cap = cv2.VideoCapture(str(take.video))
-        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        cap.release()
+        strips, fps = read_strips(take, lock, K.CANONICAL_SIZE)
         return self.transcribe(strips, lock.lowest_key, lock.num_keys, fps), fps, len(strips)
 
     @torch.no_grad()
-    def transcribe(self, strips: list[np.ndarray], lowest: int, num_keys: int, fps: float) -> list[Note]:
-        down = self.pressed(strips, lowest, num_keys) >= 0.5
+    def transcribe(self, strips: np.ndarray, lowest: int, num_keys: int, fps: float) -> list[Note]:
+        spans = [key_spans(strip, num_keys, lowest) for strip in strips]  # the paper's layout, per frame
+        down = self.pressed(strips, spans, lowest, num_keys) >= 0.5
         notes = []
         for k in range(num_keys):
             edges = np.flatnonzero(np.diff(np.concatenate([[0], down[:, k].astype(int), [0]])))
             black = K.is_black(lowest + k)
             for start, end in zip(edges[::2], edges[1::2]):
                 frames = np.clip(np.arange(start - 2, start + 3), 0, len(strips) - 1)
-                seq = np.stack([crop_keys(strips[f], key_spans(strips[f], num_keys, lowest), [k], "single", black)[0] for f in frames])
+                seq = np.stack([crop_keys(strips[f], spans[f], [k], "single", black)[0] for f in frames])
                 feats = self.cnns[("single", black)].embedding(torch.from_numpy(seq))[None]
                 velocity = int(round(float(self.lstms[black](feats)[0]) * 127))
                 notes.append(Note(lowest + k, start / fps, end / fps, max(velocity, 1)))

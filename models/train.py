@@ -61,10 +61,6 @@ def load_takes_list(takes: list, progress=None) -> list[TakeData]:
     return out
 
 
-def _keys(data: TakeData) -> slice:
-    return slice(data.lowest - K.LOWEST_PITCH, data.lowest - K.LOWEST_PITCH + data.num_keys)
-
-
 def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One random camera/lock/light change applied to every frame of a clip and to its rest view."""
     h, w = clip.shape[1:]
@@ -89,7 +85,7 @@ def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
         clips.append(clip)
         rests.append(rest)
         frames = slice(start + CONTEXT - 1, start + settings.clip)
-        keys = _keys(data)
+        keys = K.layout(data.num_keys, data.lowest).slots
         targets.append(np.stack([data.labels["pressed"][frames, keys], data.labels["onset"][frames, keys],
                                  data.labels["offset"][frames, keys], data.labels["velocity"][frames, keys] / 127.0], axis=2))
     lowest = pool[0].lowest

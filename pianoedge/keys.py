@@ -104,6 +104,16 @@ class KeyboardLayout:
     def key(self, pitch: int) -> KeySpan:
         return self.keys[pitch - self.lowest]
 
+    @property
+    def slots(self) -> slice:
+        """This keyboard's columns in arrays over the 88 key slots (``pitch - LOWEST_PITCH``)."""
+        return slice(self.lowest - LOWEST_PITCH, self.lowest - LOWEST_PITCH + self.num_keys)
+
+    @property
+    def black_mask(self) -> np.ndarray:
+        """(num_keys,) bool: which keys are black."""
+        return np.array([k.black for k in self.keys])
+
     def white_boundaries_px(self, width: float = CANONICAL_SIZE[0]) -> np.ndarray:
         """x of the num_white+1 white-key edges on a strip ``width`` pixels wide (equal split)."""
         return np.linspace(0.0, width, self.num_white + 1)

@@ -53,7 +53,7 @@ def main() -> None:
         return net.head(history, black)
 
     cnns = {b: SeedCNN(CROP[("bundle", b)]).eval() for b in (False, True)}
-    is_black = np.array([k.black for k in K.layout(88).keys])
+    is_black = K.layout(88).black_mask
 
     def seed():
         spans = key_spans(canonical, 88)
