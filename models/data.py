@@ -44,6 +44,23 @@ def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE) 
     return lock.warp(grey, size)
 
 
+def key_pool(num_keys: int, lowest: int, width: int) -> np.ndarray:
+    """(keys, width) averaging matrix: row k averages the strip columns of key k's span (the model's per-key pooling)."""
+    layout = K.layout(num_keys, lowest)
+    spans = layout.spans_px(width)
+    pool = np.zeros((num_keys, width), np.float32)
+    for k, (left, right) in enumerate(spans):
+        a, b = int(np.floor(left)), max(int(np.ceil(right)), int(np.floor(left)) + 1)
+        pool[k, a:min(b, width)] = 1.0
+    pool /= pool.sum(axis=1, keepdims=True)
+    return pool
+
+
+def black_flags(num_keys: int, lowest: int) -> np.ndarray:
+    """(keys,) 1.0 for black keys: the model's per-key input beside the pooled features."""
+    return K.layout(num_keys, lowest).black_mask.astype(np.float32)
+
+
 @dataclass
 class TakeData:
     """A whole take as model input and targets."""

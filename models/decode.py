@@ -1,9 +1,9 @@
 """Posteriors to notes, the one place it happens (live and offline alike): Onsets-and-Frames decoding.
 
 Per key and frame the model gives P(down), P(onset), P(offset) and a velocity. A note starts on an
-onset (a rising onset probability above ``ONSET``), or on a key held clearly down for two frames
-that no onset announced; it is sustained by the frame output with hysteresis (on above ``ONSET``,
-off below ``FRAME_OFF``); a new onset peak while a note sounds re-triggers it (a repeated note).
+onset (a rising onset probability above ``Thresholds.onset``), or on a key held clearly down for
+two frames that no onset announced; it is sustained by the frame output with hysteresis (off below
+``Thresholds.frame_off``); a new onset peak while a note sounds re-triggers it (a repeated note).
 Frame by frame, causal: the live runtime emits each event the moment its frame is decoded.
 numpy only.
 """
@@ -15,12 +15,23 @@ import numpy as np
 
 from pianoedge.notes import Note
 
-ONSET = 0.5  # onset probability that starts (or re-triggers) a note
-REARM = 0.3  # the onset probability must fall below this before the same key can re-trigger
-FRAME_HOLD = 0.9  # a key this sure to be down for two frames starts a note even without an onset
-FRAME_OFF = 0.35  # a note ends when P(down) falls below this ...
-OFFSET = 0.5  # ... or when an offset is this likely and P(down) is below one half
 MIN_VELOCITY = 1
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The decoder's probabilities; each model's manifest carries the set tuned on its validation takes."""
+
+    onset: float = 0.5  # onset probability that starts (or re-triggers) a note
+    rearm: float = 0.3  # the onset probability must fall below this before the same key can re-trigger
+    frame_hold: float = 0.9  # a key this sure to be down for two frames starts a note even without an onset
+    frame_off: float = 0.35  # a note ends when P(down) falls below this ...
+    offset: float = 0.5  # ... or when an offset is this likely and P(down) is below one half
+
+    @classmethod
+    def of(cls, manifest: dict) -> Thresholds:
+        """The thresholds a model manifest names (defaults for any it leaves out)."""
+        return cls(**manifest.get("decoder", {}))
 
 
 @dataclass
@@ -39,6 +50,7 @@ class NoteTracker:
     lowest: int
     num_keys: int
     fps: float
+    thresholds: Thresholds = Thresholds()
     _on: np.ndarray = field(init=False)
     _armed: np.ndarray = field(init=False)
     _held: np.ndarray = field(init=False)
@@ -53,11 +65,11 @@ class NoteTracker:
         """One frame of (keys,) posteriors (velocity 0..1) -> events at this frame's instant."""
         t = self._frame / self.fps
         self._frame += 1
-        events = []
-        strike = (onset >= ONSET) & self._armed
-        self._armed = np.where(strike, False, self._armed | (onset < REARM))
-        self._held = np.where(frame >= FRAME_HOLD, self._held + 1, 0)
-        release = self._on & ((frame < FRAME_OFF) | ((offset >= OFFSET) & (frame < 0.5)))
+        events, th = [], self.thresholds
+        strike = (onset >= th.onset) & self._armed
+        self._armed = np.where(strike, False, self._armed | (onset < th.rearm))
+        self._held = np.where(frame >= th.frame_hold, self._held + 1, 0)
+        release = self._on & ((frame < th.frame_off) | ((offset >= th.offset) & (frame < 0.5)))
         retrigger = self._on & strike & ~release
         start = (~self._on & (strike | (self._held >= 2))) | retrigger
         for key in np.flatnonzero(release | retrigger):
@@ -88,9 +100,9 @@ def events_to_notes(events: list[Event]) -> list[Note]:
     return sorted(notes, key=lambda n: (n.start, n.pitch))
 
 
-def decode(posteriors: np.ndarray, lowest: int, fps: float) -> list[Note]:
+def decode(posteriors: np.ndarray, lowest: int, fps: float, thresholds: Thresholds = Thresholds()) -> list[Note]:
     """(frames, keys, 4) posteriors (P(down), P(onset), P(offset), velocity 0..1) -> notes."""
-    tracker = NoteTracker(lowest, posteriors.shape[1], fps)
+    tracker = NoteTracker(lowest, posteriors.shape[1], fps, thresholds)
     events = []
     for p in posteriors:
         events += tracker.step(p[:, 0], p[:, 1], p[:, 2], p[:, 3])

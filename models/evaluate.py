@@ -65,6 +65,13 @@ def score(truth: list[Note], pred: list[Note], fps: float, frames: int) -> dict[
     return result
 
 
+
+def mean_of(values: list[float]) -> float:
+    """Mean over the values that are defined (velocity MAE is NaN for a take with no matched notes)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def piano_roll_png(path: str | Path, truth: list[Note], pred: list[Note], fps: float, frames: int, title: str = "") -> None:
     """Truth in green, prediction in red, both in yellow; one column per frame (at most 1600), low keys at the bottom."""
     t_roll, p_roll = roll(truth, fps, frames).T[::-1], roll(pred, fps, frames).T[::-1]

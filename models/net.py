@@ -9,31 +9,12 @@ Host only (torch).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
-
-from pianoedge import keys as K
 
 CONTEXT = 5  # frames the head sees: the newest and the four before it (causal: no look-ahead latency)
 FEATURES = 48
 OUTPUTS = ("frame", "onset", "offset", "velocity")
-
-
-def key_pool(num_keys: int, lowest: int, width: int) -> np.ndarray:
-    """(keys, width) averaging matrix: row k averages the strip columns of key k's span; and (keys,) black flags."""
-    layout = K.layout(num_keys, lowest)
-    spans = layout.spans_px(width)
-    pool = np.zeros((num_keys, width), np.float32)
-    for k, (left, right) in enumerate(spans):
-        a, b = int(np.floor(left)), max(int(np.ceil(right)), int(np.floor(left)) + 1)
-        pool[k, a:min(b, width)] = 1.0
-    pool /= pool.sum(axis=1, keepdims=True)
-    return pool
-
-
-def black_flags(num_keys: int, lowest: int) -> np.ndarray:
-    return K.layout(num_keys, lowest).black_mask.astype(np.float32)
 
 
 def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:

@@ -2,11 +2,12 @@
 
 A step draws random clips of consecutive frames (the trunk runs once per frame, the head on every
 frame with a full context behind it), jitters them as a slightly different camera and lock would
-(shift, scale, brightness, contrast, noise), and minimises binary cross-entropy on key down, onset
+(shift, scale, focus, gamma, brightness, contrast, noise), and minimises binary cross-entropy on key down, onset
 and offset plus the L1 error of the velocity at onsets.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -22,12 +23,13 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 from pianoedge.takes import find_takes
 
-from .data import STRIP_SIZE, TakeData, load_take
-from .decode import decode
-from .evaluate import score
-from .net import CONTEXT, OUTPUTS, PianoNet, black_flags, key_pool
+from .data import STRIP_SIZE, TakeData, black_flags, key_pool, load_take
+from .decode import Thresholds, decode
+from .evaluate import mean_of, score
+from .net import CONTEXT, OUTPUTS, PianoNet
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
+DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
 
 
 @dataclass
@@ -66,9 +68,13 @@ def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tup
     h, w = clip.shape[1:]
     scale = rng.uniform(0.98, 1.02)
     m = np.array([[scale, 0, rng.uniform(-1.5, 1.5) + (1 - scale) * w / 2], [0, rng.uniform(0.96, 1.04), rng.uniform(-1.5, 1.5)]])
-    gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    gain, bias, gamma = rng.uniform(0.8, 1.2), rng.uniform(-20, 20), rng.uniform(0.75, 1.35)
+    blur = rng.uniform(0.0, 1.2) if rng.random() < 0.5 else 0.0  # a lower-resolution or softer camera
     frames = np.concatenate([clip, rest[None]])
     out = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REPLICATE) for f in frames]).astype(np.float32)
+    if blur > 0.3:
+        out = np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in out])
+    out = 255.0 * (out / 255.0) ** gamma
     out = np.clip(out * gain + bias + rng.normal(0, rng.uniform(0, 4), out.shape), 0, 255)
     return out[:-1], out[-1]
 
@@ -117,20 +123,41 @@ def posteriors(net: PianoNet, data: TakeData, chunk: int = 256) -> np.ndarray:
     return torch.cat([torch.sigmoid(out[..., :3]), out[..., 3:]], dim=2).numpy()
 
 
-def evaluate(net: PianoNet, takes: list[TakeData]) -> tuple[dict[str, float], list[dict]]:
-    """Metrics per take and their mean (evaluate.METRICS)."""
+def evaluate(net: PianoNet, takes: list[TakeData], thresholds: Thresholds | None = None,
+             probs: list[np.ndarray] | None = None) -> tuple[dict[str, float], list[dict]]:
+    """Metrics per take and their mean (evaluate.METRICS); ``probs``: the takes' posteriors when already computed."""
+    probs = probs or [posteriors(net, data) for data in takes]
     per_take = []
-    for data in takes:
-        pred = decode(posteriors(net, data), data.lowest, data.fps)
+    for data, p in zip(takes, probs):
+        pred = decode(p, data.lowest, data.fps, thresholds or Thresholds())
         per_take.append({"take": data.name, **score(data.notes, pred, data.fps, len(data.strips))})
     keys = [k for k in per_take[0] if k != "take"]
     return {k: mean_of([r[k] for r in per_take]) for k in keys}, per_take
 
 
-def mean_of(values: list[float]) -> float:
-    """Mean over the values that are defined (velocity MAE is NaN for a take with no matched notes)."""
-    defined = [v for v in values if not np.isnan(v)]
-    return float(np.mean(defined)) if defined else float("nan")
+def tune_decoder(net: PianoNet, takes: list[TakeData]) -> tuple[Thresholds, dict[str, float]]:
+    """The decoder thresholds (over ``DECODER_GRID``) with the best mean onset F1 on these takes, and their metrics."""
+    probs = [posteriors(net, data) for data in takes]
+    best = None
+    for values in itertools.product(*DECODER_GRID.values()):
+        chosen = dict(zip(DECODER_GRID, values))
+        thresholds = Thresholds(**chosen, rearm=round(0.6 * chosen["onset"], 3))
+        metrics = evaluate(net, takes, thresholds, probs)[0]
+        rank = (metrics["onset_f1"], metrics["frame_f1_white"] + metrics["frame_f1_black"])
+        if best is None or rank > best[0]:
+            best = (rank, thresholds, metrics)
+    return best[1], best[2]
+
+
+def retune(folder: Path, takes: list[TakeData], log=print) -> dict[str, float]:
+    """Tune the decoder of the model in ``folder`` on ``takes`` and store the thresholds in its manifest."""
+    net = load_weights(folder)
+    thresholds, metrics = tune_decoder(net, takes)
+    manifest = json.loads((Path(folder) / "pianonet.json").read_text())
+    manifest.update(decoder=asdict(thresholds), decoder_tuned_on=[t.name for t in takes], metrics={**manifest.get("metrics", {}), **metrics})
+    (Path(folder) / "pianonet.json").write_text(json.dumps(manifest, indent=1))
+    log(f"decoder thresholds {asdict(thresholds)}: onset F1 {metrics['onset_f1']:.3f}")
+    return metrics
 
 
 def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, settings: Settings | None = None,
@@ -151,6 +178,11 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
     checkpoint = run_dir / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
+        changed = ", ".join(f"{k} {v} -> {asdict(settings)[k]}" for k, v in state.get("settings", {}).items()
+                            if k != "epochs" and asdict(settings)[k] != v)  # more epochs may extend a finished run
+        if changed:
+            raise PianoedgeError(f"{run_dir} holds a run with other settings ({changed}): resume it with the same "
+                                 f"settings, or train into a new -o folder")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -186,7 +218,9 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
             best = {"key": key, **metrics}
             save_weights(net, run_dir, {"settings": asdict(settings), "metrics": metrics})
         torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "epoch": epoch, "best": best}, checkpoint)
+                    "epoch": epoch, "best": best, "settings": asdict(settings)}, checkpoint)
+    if val_takes:
+        best.update(retune(run_dir, val_takes, log))
     return best
 
 
@@ -196,6 +230,15 @@ def save_weights(net: PianoNet, folder: Path, manifest: dict) -> None:
     torch.save(net.state_dict(), folder / "pianonet.pt")
     manifest = {"model": "pianonet", "strip_size": list(STRIP_SIZE), "context": CONTEXT, "outputs": list(OUTPUTS), **manifest}
     (folder / "pianonet.json").write_text(json.dumps(manifest, indent=1))
+
+
+def load_thresholds(folder: Path = WEIGHTS) -> Thresholds:
+    """The decoder thresholds in a model's manifest (defaults when it names none)."""
+    path = Path(folder) / "pianonet.json"
+    try:
+        return Thresholds.of(json.loads(path.read_text())) if path.is_file() else Thresholds()
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise PianoedgeError(f"{path} is not a valid model manifest ({exc}); copy it again with the weights") from None
 
 
 def load_weights(folder: Path = WEIGHTS) -> PianoNet:

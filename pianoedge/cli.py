@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pianoedge.models import evaluate, train
+    from pianoedge.models import evaluate
     from pianoedge.takes import find_takes
 
     takes = [t for d in args.data for t in find_takes(d)]
@@ -103,16 +103,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.model and (args.model / "seed.pt").is_file():
         from pianoedge.models import seed
 
+        if args.tune:
+            raise PianoedgeError("--tune tunes PianoNet's decoder; the seed-paper model has fixed 0.5 thresholds")
         model = seed.SeedTranscriber(args.model)
         transcribe = model.transcribe_take
-    else:
-        from pianoedge.models import decode
+    elif args.backend:
+        from pianoedge.models.data import load_take
+        from pianoedge.models.decode import Thresholds, decode
+        from pianoedge.runtime.backend import OrtBackend, take_posteriors
 
-        net = train.load_weights(args.model) if args.model else train.load_weights()
+        backend = OrtBackend.named(args.backend)
+        thresholds = Thresholds(**backend.artifact.decoder)
+
+        def transcribe(take):
+            data = load_take(take, backend.artifact.strip_size)
+            probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest)
+            return decode(probs, data.lowest, data.fps, thresholds), data.fps, len(data.strips)
+    else:
+        from pianoedge.models import decode, train
+
+        folder = args.model or train.WEIGHTS
+        if args.tune:
+            train.retune(folder, train.load_takes_list(takes, _progress(0, "take", "loading")))
+        net, thresholds = train.load_weights(folder), train.load_thresholds(folder)
 
         def transcribe(take):
             data = train.load_takes_list([take])[0]
-            return decode.decode(train.posteriors(net, data), data.lowest, data.fps), data.fps, len(data.strips)
+            return decode.decode(train.posteriors(net, data), data.lowest, data.fps, thresholds), data.fps, len(data.strips)
 
     args.rolls.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -129,9 +146,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     header = ["take", *evaluate.METRICS]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for row in rows + [{"take": "mean", **{k: train.mean_of([r[k] for r in rows]) for k in evaluate.METRICS}}]:
+    for row in rows + [{"take": "mean", **{k: evaluate.mean_of([r[k] for r in rows]) for k in evaluate.METRICS}}]:
         print("| " + " | ".join([row["take"]] + [f"{row[k]:.3f}" for k in evaluate.METRICS]) + " |")
     print(f"piano rolls (prediction against truth): {args.rolls}/")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pianoedge.export import exporter
+
+    precision = args.precision or ("fp16" if args.format == "trt" else "int8")
+    if args.format == "onnx" and precision == "fp16":
+        raise PianoedgeError("--precision fp16 is for TensorRT engines (--format trt); ONNX Runtime on CPU runs fp32 or int8")
+    manifest = exporter.export(args.model, args.output, args.format, precision, args.calib, args.val, _progress)
+    print("\n".join(exporter.table(manifest, args.output)))
+    print(f"manifest: {args.output / 'manifest.json'} (default backend: {manifest['default']})")
     return 0
 
 
@@ -191,7 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", type=Path, metavar="DIR",
                     help="folder with pianonet.pt + pianonet.json, or seed.pt for the seed-paper baseline (default: the shipped model)")
     ev.add_argument("--rolls", type=Path, default=Path("eval-rolls"), metavar="DIR", help="where the piano-roll PNGs go")
+    ev.add_argument("--backend", metavar="NAME",
+                    help="score an exported artifact from models/manifest.json instead (ort, ort-int8), as the runtime runs it")
+    ev.add_argument("--tune", action="store_true",
+                    help="first tune the PianoNet decoder's thresholds on these takes (e.g. your own piano) and store "
+                         "them in the model's pianonet.json; the scores are then on the takes tuned on")
     ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("export", help="PianoNet to ONNX (FP32 + INT8) or TensorRT, verified, timed and scored",
+                        description="Export the model's two graphs to ONNX (checked, simplified, parity against PyTorch), "
+                                    "quantise to INT8 QDQ calibrated on --calib takes (the method chosen by onset F1 on "
+                                    "--val), build TensorRT engines where TensorRT is installed, and write manifest.json "
+                                    "with every artifact's sha256, accuracy and latency.")
+    ex.add_argument("--model", type=Path, metavar="DIR", help="folder with pianonet.pt + pianonet.json (default: the shipped model)")
+    ex.add_argument("--format", choices=("onnx", "trt"), default="onnx")
+    ex.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                    help="fp32, int8 (also writes fp32; the default for onnx) or fp16 (TensorRT only; its default)")
+    ex.add_argument("--calib", action="append", type=Path, metavar="DIR", help="takes to calibrate INT8 on (your own piano, light)")
+    ex.add_argument("--val", action="append", type=Path, metavar="DIR", help="takes to score every artifact on")
+    ex.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR",
+                    help="where onnx/ and manifest.json go (models to ship them with the package)")
+    ex.set_defaults(func=cmd_export)
     return parser
 
 

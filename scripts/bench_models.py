@@ -16,8 +16,8 @@ import torch
 
 from pianoedge import keys as K
 from pianoedge.calibration.layout import key_spans
-from pianoedge.models.data import STRIP_SIZE
-from pianoedge.models.net import CONTEXT, PianoNet, black_flags, key_pool
+from pianoedge.models.data import STRIP_SIZE, black_flags, key_pool
+from pianoedge.models.net import CONTEXT, PianoNet
 from pianoedge.models.seed import CROP, SeedCNN, crop_keys
 
 

@@ -31,3 +31,15 @@ def demo_midi(tmp_path_factory):
     path = tmp_path_factory.mktemp("midi") / "demo.mid"
     write_notes(path, performance())
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_take(tmp_path_factory):
+    """A two-second studio take, rendered small."""
+    from pianoedge.studio.take import render_take
+
+    folder = tmp_path_factory.mktemp("tiny")
+    notes = [Note(60 + i % 5, 0.1 + 0.18 * i, 0.25 + 0.18 * i, 40 + 8 * i) for i in range(10)]
+    write_notes(folder / "src.mid", notes)
+    render_take(notes, folder, "tiny", 7, num_keys=61, view="overhead", width=640, height=360, fps=25.0)
+    return folder

@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from pianoedge import keys as K
-from pianoedge.models.decode import NoteTracker, decode, events_to_notes
+from pianoedge.models.decode import NoteTracker, Thresholds, decode, events_to_notes
 from pianoedge.models.evaluate import score
-from pianoedge.notes import Note, write_notes
+from pianoedge.notes import Note
 
 torch = pytest.importorskip("torch", reason="the models are host-side: install the host extra (torch)")
 
 from pianoedge.models import train  # noqa: E402
-from pianoedge.models.data import STRIP_SIZE  # noqa: E402
-from pianoedge.models.net import CONTEXT, PianoNet, black_flags, key_pool  # noqa: E402
+from pianoedge.models.data import STRIP_SIZE, black_flags, key_pool  # noqa: E402
+from pianoedge.models.net import CONTEXT, PianoNet  # noqa: E402
 
 FPS = 25.0
 
@@ -75,6 +76,15 @@ def test_decoder_starts_a_clearly_held_key_without_onset_and_releases_everything
     assert len(events_to_notes(events + offs)) == 1
 
 
+def test_decoder_thresholds_come_from_the_manifest():
+    p = posteriors_for(10)
+    p[3:, 10, 0] = 0.7  # a key fairly sure to be down, no onset: a note only for a decoder tuned to trust it
+    assert decode(p, 21, FPS) == []
+    trusting = Thresholds.of({"decoder": {"frame_hold": 0.65}})
+    assert trusting.frame_hold == 0.65 and trusting.onset == Thresholds().onset
+    assert [n.pitch for n in decode(p, 21, FPS, trusting)] == [31]
+
+
 def test_scores_on_a_known_answer():
     truth = [Note(60, 0.0, 0.5, 80), Note(64, 1.0, 1.5, 40)]
     perfect = score(truth, truth, FPS, 50)
@@ -83,18 +93,6 @@ def test_scores_on_a_known_answer():
     half = score(truth, [Note(60, 0.02, 0.5, 90), Note(64, 1.2, 1.5, 40)], FPS, 50)
     assert half["onset_f1"] == pytest.approx(0.5)  # second onset 200 ms late: unmatched
     assert half["velocity_mae"] == pytest.approx(10.0)  # over the one matched note
-
-
-@pytest.fixture(scope="module")
-def tiny_take(tmp_path_factory):
-    """A two-second studio take, rendered small."""
-    from pianoedge.studio.take import render_take
-
-    folder = tmp_path_factory.mktemp("tiny")
-    notes = [Note(60 + i % 5, 0.1 + 0.18 * i, 0.25 + 0.18 * i, 40 + 8 * i) for i in range(10)]
-    write_notes(folder / "src.mid", notes)
-    render_take(notes, folder, "tiny", 7, num_keys=61, view="overhead", width=640, height=360, fps=25.0)
-    return folder
 
 
 @pytest.mark.slow
@@ -121,10 +119,18 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     settings = train.Settings(epochs=1, steps_per_epoch=2, batch=1)
     train.train([tiny_take], tmp_path, [tiny_take], settings, log=lambda _: None)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "pianonet.pt").is_file()
+    tuned = json.loads((tmp_path / "pianonet.json").read_text())
+    assert set(tuned["decoder"]) == set(asdict(Thresholds())) and tuned["decoder_tuned_on"] == ["tiny"]
+    assert train.load_thresholds(tmp_path) == Thresholds(**tuned["decoder"])
+    assert tuned["decoder"]["onset"] in train.DECODER_GRID["onset"]
     settings.epochs = 2
     logged = []
     train.train([tiny_take], tmp_path, None, settings, log=logged.append)
     assert logged[0].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    from pianoedge.errors import PianoedgeError
+
+    with pytest.raises(PianoedgeError, match="other settings .*lr 0.003 -> 0.001"):  # never resume a different run silently
+        train.train([tiny_take], tmp_path, None, train.Settings(epochs=3, steps_per_epoch=2, batch=1, lr=1e-3), log=lambda _: None)
     manifest = json.loads((tmp_path / "pianonet.json").read_text())
     assert manifest["strip_size"] == list(STRIP_SIZE) and manifest["context"] == CONTEXT
     net = train.load_weights(tmp_path)

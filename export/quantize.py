@@ -1,0 +1,95 @@
+"""INT8: static QDQ quantisation with ``onnxruntime.quantization``, calibrated on real canonical strips.
+
+The QDQ graphs are the form TensorRT consumes too (explicit quantisation): symmetric QInt8 activations
+and weights (every zero point 0), per-channel weights, biases left in float, only the inputs of Conv,
+Gemm and MatMul quantised, opset 17. Calibration inputs come from takes in the CONTRACTS layout (studio
+takes, or a user's own recordings of their piano and light): frames for the features graph, and for
+the head the FP32 features of consecutive frames, as the runtime feeds it.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+from pianoedge.models.data import TakeData, black_flags, key_pool
+from pianoedge.runtime.backend import OrtBackend
+
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+QUANTISED_OPS = ("Conv", "Gemm", "MatMul")
+CALIBRATION_FRAMES = 48  # per graph: enough for stable ranges, small enough for the histogram methods
+
+
+class StripReader(CalibrationDataReader):
+    """Inputs of the features graph: single frames spread over the calibration takes."""
+
+    def __init__(self, takes: list[TakeData], count: int = CALIBRATION_FRAMES, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self._items = []
+        for i in range(count):
+            data = takes[i % len(takes)]
+            frame = int(rng.integers(len(data.strips)))
+            pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
+            self._items.append({"strips": data.strips[frame : frame + 1], "rest": data.rest[None], "key_pool": pool})
+        self._iter = iter(self._items)
+
+    def get_next(self) -> dict | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self._items)
+
+
+class WindowReader(CalibrationDataReader):
+    """Inputs of the head graph: each key's FP32 features over ``context`` consecutive frames."""
+
+    def __init__(self, fp32: OrtBackend, takes: list[TakeData], count: int = CALIBRATION_FRAMES, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        c = fp32.context
+        self._items = []
+        for i in range(count):
+            data = takes[i % len(takes)]
+            start = int(rng.integers(max(len(data.strips) - c, 0) + 1))
+            pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
+            feats = fp32.key_features(data.strips[start : start + c], data.rest, pool)
+            feats = np.concatenate([np.repeat(feats[:1], c - len(feats), axis=0), feats])  # a take shorter than the context
+            self._items.append({"features": feats[None].astype(np.float32), "black": black_flags(data.num_keys, data.lowest)})
+        self._iter = iter(self._items)
+
+    def get_next(self) -> dict | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self._items)
+
+
+def quantize_graph(fp32_path: Path, out_path: Path, reader: CalibrationDataReader, method: str) -> Path:
+    """One FP32 graph -> its QDQ INT8 twin (shape-inferred first, as onnxruntime recommends)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        quantize_static(str(prepared), str(out_path), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(QUANTISED_OPS), per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                                       # Q/DQ only on these ops' inputs (TensorRT's placement), none on their outputs
+                                       "OpTypesToExcludeOutputQuantization": list(QUANTISED_OPS)})
+    return out_path
+
+
+def quantize_int8(fp32: OrtBackend, takes: list[TakeData], out_dir: Path, method: str, suffix: str = ".int8") -> dict[str, Path]:
+    """Both PianoNet graphs to INT8 QDQ, calibrated on ``takes``; returns {graph: path}.
+
+    Only takes of the most common keyboard size calibrate: the histogram methods need every sample of a
+    tensor to have one shape, and the key count is a tensor dimension (the ranges do not depend on it)."""
+    out_dir = Path(out_dir)
+    sizes = [t.num_keys for t in takes]
+    takes = [t for t in takes if t.num_keys == max(set(sizes), key=sizes.count)]
+    readers = {"features": StripReader(takes), "head": WindowReader(fp32, takes)}
+    paths = {}
+    for graph, reader in readers.items():
+        source = fp32.artifact.files[graph]
+        paths[graph] = quantize_graph(source, out_dir / source.name.replace(".onnx", f"{suffix}.onnx"), reader, method)
+    return paths

@@ -1,0 +1,82 @@
+"""Inference backends: strips in, per-key posteriors out. ONNX Runtime here (no torch, ever).
+
+A backend runs PianoNet's two graphs: ``features`` (strips + the keyboard at rest + the key pooling
+matrix -> per-key features, all keys in one batch) and ``head`` (each key's features over the last
+``context`` frames -> P(down), P(onset), P(offset), velocity 0..1). Live, the runtime runs ``features``
+once per frame and keeps the last ``context`` results; offline, ``take_posteriors`` batches frames.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from pianoedge.errors import PianoedgeError
+from pianoedge.models.data import black_flags, key_pool
+
+from .manifest import MANIFEST, Artifact, load_artifact
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    """Tuned for a small model on an edge CPU: full graph optimisation, one thread per op unless asked."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
+class OrtBackend:
+    """PianoNet on ONNX Runtime (CPU), FP32 or INT8 (QDQ) alike."""
+
+    def __init__(self, artifact: Artifact, threads: int = 1):
+        self.artifact = artifact
+        self.context = artifact.context
+        options = session_options(threads)
+        try:
+            self._features = ort.InferenceSession(str(artifact.files["features"]), options, providers=["CPUExecutionProvider"])
+            self._head = ort.InferenceSession(str(artifact.files["head"]), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+            raise PianoedgeError(f"cannot load the '{artifact.name}' model ({exc}); export it again (pianoedge export)") from None
+
+    @classmethod
+    def named(cls, name: str = "ort", manifest=MANIFEST, threads: int = 1) -> OrtBackend:
+        return cls(load_artifact(name, manifest), threads)
+
+    def key_features(self, strips: np.ndarray, rest: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """(N, H, W) uint8 strips, (H, W) uint8 rest view, (keys, W) pooling -> (N, keys, F) float32."""
+        return self._features.run(None, {"strips": strips, "rest": rest[None], "key_pool": pool})[0]
+
+    def head(self, windows: np.ndarray, black: np.ndarray) -> np.ndarray:
+        """(B, context, keys, F) features -> (B, keys, 4): P(down), P(onset), P(offset), velocity 0..1."""
+        return self._head.run(None, {"features": np.ascontiguousarray(windows, np.float32), "black": black})[0]
+
+
+def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, chunk: int = 64) -> np.ndarray:
+    """(frames, keys, 4) posteriors for a whole clip, as the live runtime would give them frame by frame
+    (the first frames reuse the first frame as their past)."""
+    width = strips.shape[2]
+    pool, black = key_pool(num_keys, lowest, width), black_flags(num_keys, lowest)
+    feats = np.concatenate([backend.key_features(strips[i : i + chunk], rest, pool) for i in range(0, len(strips), chunk)])
+    feats = np.concatenate([np.repeat(feats[:1], backend.context - 1, axis=0), feats])
+    windows = np.lib.stride_tricks.sliding_window_view(feats, backend.context, axis=0).transpose(0, 3, 1, 2)
+    return np.concatenate([backend.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
+
+
+def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int,
+                     warmup: int = 20) -> np.ndarray:
+    """Milliseconds per live frame for all keys (one features pass + one head pass, as ``run`` does), for
+    each of ``strips`` after ``warmup`` untimed frames; monotonic clock."""
+    import time
+
+    pool, black = key_pool(num_keys, lowest, strips.shape[2]), black_flags(num_keys, lowest)
+    window = np.repeat(backend.key_features(strips[:1], rest, pool), backend.context, axis=0)[None]
+    times = []
+    for i in range(warmup + len(strips)):
+        strip = strips[i % len(strips)][None]
+        start = time.perf_counter()
+        window = np.concatenate([window[:, 1:], backend.key_features(strip, rest, pool)[None]], axis=1)
+        backend.head(window, black)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return np.array(times)

@@ -1,0 +1,92 @@
+"""``models/manifest.json``: every exported model artifact with its files' sha256, precision, input spec and
+measured accuracy. The runtime verifies every hash before it loads a file and refuses a corrupt,
+tampered or mismatched model with one clear message. numpy-free, torch-free.
+
+Layout::
+
+    {"model": "pianonet", "strip_size": [442, 53], "context": 5, "decoder": {...thresholds...},
+     "artifacts": {"ort": {"backend": "ort", "precision": "fp32", "opset": 17,
+                           "files": {"features": {"path": "onnx/pianonet_features.onnx", "sha256": "..."},
+                                     "head": {...}},
+                           "inputs": {...}, "metrics": {...}, "latency_ms": {...}, "date": "2026-11-28"},
+                   "ort-int8": {...}}}
+
+Artifact names are the ``--backend`` names of CONTRACTS.md; paths are relative to the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pianoedge.errors import PianoedgeError
+
+MODELS = Path(__file__).resolve().parent.parent / "models"  # the shipped models (the pianoedge.models folder)
+MANIFEST = MODELS / "manifest.json"
+GRAPHS = ("features", "head")  # PianoNet's two networks: per-frame key features, per-key temporal head
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One verified model artifact: where its graphs are and what the manifest says about it."""
+
+    name: str
+    backend: str
+    precision: str
+    files: dict[str, Path]
+    strip_size: tuple[int, int]
+    context: int
+    decoder: dict
+    metrics: dict
+
+
+def read_manifest(path: str | Path = MANIFEST) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise PianoedgeError(f"model manifest not found: {path}; export the models with: pianoedge export --format onnx -o {path.parent}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PianoedgeError(f"{path} is not valid JSON ({exc}); export the models again (pianoedge export)") from None
+    if not isinstance(manifest.get("artifacts"), dict) or not manifest["artifacts"]:
+        raise PianoedgeError(f"{path} lists no model artifacts; export the models again (pianoedge export)")
+    return manifest
+
+
+def load_artifact(name: str, path: str | Path = MANIFEST) -> Artifact:
+    """The artifact called ``name`` (a ``--backend`` name), after checking every file's sha256."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    entry = manifest["artifacts"].get(name)
+    if entry is None:
+        raise PianoedgeError(f"no '{name}' model in {path} (it has: {', '.join(manifest['artifacts'])}); "
+                             f"pick one of those with --backend, or export it with pianoedge export")
+    files = {}
+    for graph, spec in entry["files"].items():
+        file = path.parent / spec["path"]
+        if not file.is_file():
+            raise PianoedgeError(f"model file missing: {file}; export the models again (pianoedge export) or restore the checkout")
+        if sha256_of(file) != spec["sha256"]:
+            raise PianoedgeError(f"model file {file} does not match its sha256 in {path} (corrupt or tampered); "
+                                 f"restore it (git checkout / the bundle) or export the models again")
+        files[graph] = file
+    return Artifact(name, entry["backend"], entry["precision"], files, tuple(manifest["strip_size"]),
+                    int(manifest["context"]), dict(manifest.get("decoder", {})), dict(entry.get("metrics", {})))
+
+
+def file_entry(path: Path, root: Path) -> dict:
+    """A manifest ``files`` entry: the path relative to the manifest's folder and its sha256."""
+    return {"path": Path(path).resolve().relative_to(Path(root).resolve()).as_posix(), "sha256": sha256_of(path)}
+
+
+def write_manifest(path: str | Path, manifest: dict) -> None:
+    Path(path).write_text(json.dumps(manifest, indent=1) + "\n")
