@@ -29,8 +29,9 @@ LATENCY_FRAMES = 200
 class TorchBackend:
     """PyTorch eager, one thread, behind the runtime's backend interface: the reference in every table."""
 
-    def __init__(self, net: PianoNet):
+    def __init__(self, net: PianoNet, decoder: dict | None = None):
         self.net, self.context = net.eval(), CONTEXT
+        self.artifact = Artifact("torch", "torch", "fp32", {}, onnx_export.STRIP_SIZE, CONTEXT, decoder or {}, {})
 
     @torch.no_grad()
     def key_features(self, strips, rest, pool):

@@ -55,15 +55,19 @@ class NoteTracker:
     _armed: np.ndarray = field(init=False)
     _held: np.ndarray = field(init=False)
     _frame: int = field(init=False, default=0)
+    _last: float = field(init=False, default=0.0)
 
     def __post_init__(self):
         self._on = np.zeros(self.num_keys, bool)
         self._armed = np.ones(self.num_keys, bool)
         self._held = np.zeros(self.num_keys, int)
 
-    def step(self, frame: np.ndarray, onset: np.ndarray, offset: np.ndarray, velocity: np.ndarray) -> list[Event]:
-        """One frame of (keys,) posteriors (velocity 0..1) -> events at this frame's instant."""
-        t = self._frame / self.fps
+    def step(self, frame: np.ndarray, onset: np.ndarray, offset: np.ndarray, velocity: np.ndarray,
+             time: float | None = None) -> list[Event]:
+        """One frame of (keys,) posteriors (velocity 0..1) -> events at this frame's instant (``time``, its
+        capture time, when given; else its index / fps)."""
+        t = self._frame / self.fps if time is None else time
+        self._last = t
         self._frame += 1
         events, th = [], self.thresholds
         strike = (onset >= th.onset) & self._armed
@@ -80,8 +84,8 @@ class NoteTracker:
         return events
 
     def finish(self) -> list[Event]:
-        """Note-offs for every note still sounding (end of input, shutdown or fault)."""
-        t = self._frame / self.fps
+        """Note-offs for every note still sounding (end of input, shutdown or fault), one frame after the last."""
+        t = self._last + 1 / self.fps if self._frame else 0.0
         events = [Event(t, self.lowest + int(key), 0) for key in np.flatnonzero(self._on)]
         self._on[:] = False
         return events

@@ -6,6 +6,7 @@ host-only packages (torch, music21).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -152,6 +153,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from pianoedge.runtime.transcribe import Outputs, transcribe
+
+    outputs = Outputs(args.output, args.audio, args.mux, args.csv, args.roll)
+    notes = transcribe(args.video, outputs, args.lock, args.keys, args.backend, args.soundfont, _progress)
+    written = ", ".join(str(p) for p in (outputs.midi, outputs.audio, outputs.mux, outputs.csv, outputs.roll) if p)
+    print(f"{len(notes)} notes; wrote {written}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pianoedge.runtime import live
+
+    source = str(args.camera) if args.camera is not None else args.source
+    result = live.run(source, args.midi_out, args.lock, args.keys, args.backend, args.seconds, live.StatusLine())
+    print(f"{result['frames']} frames, {result['notes']} notes, {result['dropped']} dropped; every note ended in: "
+          + ", ".join(args.midi_out))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pianoedge.export import exporter
 
@@ -227,6 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
                          "them in the model's pianonet.json; the scores are then on the takes tuned on")
     ev.set_defaults(func=cmd_eval)
 
+    rn = sub.add_parser("run", help="live: camera (or video) in, MIDI out, until stopped",
+                        description="Lock onto the keyboard (or use --lock), then turn every frame into note events for "
+                                    "each --midi-out sink; Ctrl-C or SIGTERM stops it with every note turned off.")
+    where = rn.add_mutually_exclusive_group(required=True)
+    where.add_argument("--camera", type=int, metavar="N", help="a V4L2 camera index")
+    where.add_argument("--source", metavar="PATH_OR_URI", help="a video path, file://PATH, v4l2:///dev/videoN")
+    rn.add_argument("--midi-out", action="append", required=True, metavar="SINK", help="file:OUT.mid (several allowed)")
+    rn.add_argument("--lock", type=Path, metavar="lock.json", help="a lock made by pianoedge lock (default: lock now)")
+    rn.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
+    rn.add_argument("--backend", metavar="NAME", help="ort, ort-int8 or torch (default: the manifest's default)")
+    rn.add_argument("--seconds", type=float, help="stop after this long (default: run until the source ends or Ctrl-C)")
+    rn.set_defaults(func=cmd_run)
+
+    tx = sub.add_parser("transcribe", help="muted piano video in; MIDI with velocities (and audio, muxed video) out",
+                        description="Lock onto the keyboard (or use --lock), run the live pipeline over every frame of "
+                                    "the video and write the notes as MIDI; optionally render them with FluidSynth and "
+                                    "put that audio back into the video.")
+    tx.add_argument("video", type=Path, metavar="VIDEO", help="any video OpenCV reads (mp4/avi/mkv, any size and frame rate)")
+    tx.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.mid")
+    tx.add_argument("--audio", type=Path, metavar="OUT.wav", help="also render the notes to audio (FluidSynth, General MIDI piano)")
+    tx.add_argument("--mux", type=Path, metavar="OUT.mp4", help="also write the video with the regenerated audio track")
+    tx.add_argument("--csv", type=Path, metavar="OUT.csv", help="also write the notes as CSV (onset, offset, pitch, velocity)")
+    tx.add_argument("--roll", type=Path, metavar="OUT.png", help="also draw the notes as a piano roll")
+    tx.add_argument("--lock", type=Path, metavar="lock.json", help="a lock made by pianoedge lock (default: lock on the video)")
+    tx.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
+    tx.add_argument("--backend", metavar="NAME", help="ort, ort-int8 or torch (default: the manifest's default)")
+    tx.add_argument("--soundfont", type=Path, metavar="FILE.sf2", help="SoundFont for --audio/--mux (default: an installed GM one)")
+    tx.set_defaults(func=cmd_transcribe)
+
     ex = sub.add_parser("export", help="PianoNet to ONNX (FP32 + INT8) or TensorRT, verified, timed and scored",
                         description="Export the model's two graphs to ONNX (checked, simplified, parity against PyTorch), "
                                     "quantise to INT8 QDQ calibrated on --calib takes (the method chosen by onset F1 on "
@@ -247,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:  # our own message says what is wrong with a video; FFmpeg's demuxer chatter would only confuse
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         return args.func(args)
     except PianoedgeError as exc:

@@ -143,3 +143,11 @@ def layout(num_keys: int = 88, lowest: int | None = None) -> KeyboardLayout:
             w = _white_ordinal(pitch) - base
             spans.append(KeySpan(pitch, False, float(w), float(w + 1)))
     return KeyboardLayout(lo, num_keys, tuple(spans))
+
+
+NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name: 60 -> C4, 21 -> A0."""
+    return f"{NAMES[pitch % 12]}{pitch // 12 - 1}"

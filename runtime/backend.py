@@ -80,3 +80,22 @@ def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: in
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1000)
     return np.array(times)
+
+
+def open_backend(name: str | None = None, manifest=MANIFEST, threads: int = 1):
+    """The backend called ``name`` (CONTRACTS ``--backend``), or the manifest's default: the fastest artifact
+    whose accuracy it records. ``torch`` (the eager reference) needs the host extra."""
+    from .manifest import read_manifest
+
+    if name == "torch":
+        from dataclasses import asdict
+
+        from pianoedge.export.exporter import TorchBackend  # host only
+        from pianoedge.models.train import load_thresholds, load_weights
+
+        return TorchBackend(load_weights(), asdict(load_thresholds()))
+    chosen = name or read_manifest(manifest)["default"]
+    artifact = load_artifact(chosen, manifest)
+    if artifact.backend != "ort":
+        raise PianoedgeError(f"backend '{chosen}' ({artifact.backend}) cannot run in this build; use --backend ort or ort-int8")
+    return OrtBackend(artifact, threads)

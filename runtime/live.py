@@ -1,0 +1,106 @@
+"""``pianoedge run``: the live loop. Source -> pipeline -> sinks, with a one-line terminal view (notes
+sounding, fps, processing time, dropped frames). On the end of the input, Ctrl-C, SIGTERM or any fault,
+every sounding note is turned off in every sink before the sinks close.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pianoedge import keys as K
+from pianoedge.calibration import acquire
+from pianoedge.errors import PianoedgeError
+
+from .backend import open_backend
+from .pipeline import Pipeline, locked, rest_strip
+from .sinks import open_sink
+from .source import open_source
+
+LOCK_FRAMES_SECONDS = 2.0  # a live source: frames gathered over this long to lock and to see the keys at rest
+
+
+def _lock_frames(source, path_like: str) -> list:
+    if not source.live:
+        return acquire.frames_from_video(path_like.removeprefix("file://"))
+    frames, start = [], time.monotonic()
+    for frame in source:
+        if time.monotonic() - start >= LOCK_FRAMES_SECONDS * len(frames) / acquire.FRAMES:
+            frames.append(frame.image)
+        if len(frames) == acquire.FRAMES:
+            return frames
+    raise PianoedgeError("the camera stopped before the keyboard could be locked")
+
+
+class StatusLine:
+    """Notes sounding, fps, processing time and dropped frames, redrawn at most 5 times a second."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty = stream, stream.isatty()
+        self.sounding: set[int] = set()
+        self.frames, self.started = 0, time.monotonic()
+        self.last_draw = self.started
+        self.work_ms = 0.0
+
+    def update(self, events, work_ms: float, dropped: int) -> None:
+        for e in events:
+            (self.sounding.add if e.velocity > 0 else self.sounding.discard)(e.pitch)
+        self.frames += 1
+        self.work_ms = 0.9 * self.work_ms + 0.1 * work_ms if self.frames > 1 else work_ms
+        now = time.monotonic()
+        if now - self.last_draw < (0.2 if self.tty else 5.0):
+            return
+        self.last_draw = now
+        notes = " ".join(K.pitch_name(p) for p in sorted(self.sounding)) or "-"
+        fps = self.frames / max(now - self.started, 1e-6)
+        line = f"notes {notes:<24} | {fps:5.1f} fps | {self.work_ms:5.1f} ms/frame | dropped {dropped}"
+        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def run(source_uri: str, sink_specs: list[str], lock_path: Path | None = None, keys: int | None = None,
+        backend_name: str | None = None, seconds: float | None = None, status: StatusLine | None = None) -> dict:
+    """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report."""
+    sinks = [open_sink(spec) for spec in sink_specs]
+    backend = open_backend(backend_name)
+    source = open_source(source_uri)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    pipeline, frames, notes = None, 0, 0
+    try:
+        lock_frames = _lock_frames(source, str(source_uri))
+        lock = locked(lock_frames, lock_path, keys)
+        pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
+        first = None
+        for frame in source:
+            first = frame.time if first is None else first
+            started = time.perf_counter()
+            events = pipeline.step(frame.image, frame.time - first)
+            for sink in sinks:
+                sink.send(events)
+            notes += sum(e.velocity > 0 for e in events)
+            frames += 1
+            if status is not None:
+                status.update(events, (time.perf_counter() - started) * 1000, source.dropped)
+            if seconds is not None and frame.time - first >= seconds:
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if pipeline is not None:
+            final = pipeline.finish()
+            for sink in sinks:
+                sink.send(final)
+        for sink in sinks:
+            sink.close()
+        source.close()
+        if status is not None:
+            status.close()
+    return {"frames": frames, "notes": notes, "dropped": source.dropped}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

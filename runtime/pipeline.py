@@ -1,0 +1,68 @@
+"""The runtime pipeline, live and offline alike: frame -> fixed warp -> key features -> temporal head ->
+note decoder -> note events. Plain data between the stages; the backend is any of ``backend.py``.
+
+Causal: a frame's events are decided when that frame arrives (no look-ahead: zero frames of added
+latency beyond the frame's own processing); velocity comes from the frames up to the onset.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pianoedge.calibration import acquire
+from pianoedge.calibration.lockfile import Lock
+from pianoedge.errors import PianoedgeError
+from pianoedge.models.data import black_flags, key_pool, rest_view, to_strip
+from pianoedge.models.decode import Event, NoteTracker, Thresholds
+
+
+def locked(frames: list[np.ndarray], lock_path: Path | None = None, keys: int | None = None) -> Lock:
+    """The lock in ``lock_path`` (checked against the frames' size), or one found in ``frames``."""
+    if lock_path is None:
+        return acquire.lock_frames(frames, keys)
+    lock = Lock.load(lock_path)
+    size = (frames[0].shape[1], frames[0].shape[0])
+    if tuple(lock.image_size) != size:
+        raise PianoedgeError(f"{lock_path} was made on {lock.image_size[0]}x{lock.image_size[1]} frames but this source gives "
+                             f"{size[0]}x{size[1]}: lock this camera again (pianoedge lock)")
+    return lock
+
+
+def rest_strip(lock: Lock, frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """The keyboard at rest as the model expects it: the median of frames spread over the first seconds."""
+    return rest_view(np.stack([to_strip(lock, f, size) for f in frames]))
+
+
+class Pipeline:
+    """Feed frames (BGR images) one at a time; get the note events each one decides."""
+
+    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float):
+        artifact = backend.artifact
+        self.lock, self.backend, self.rest, self.size = lock, backend, rest, artifact.strip_size
+        self.pool = key_pool(lock.num_keys, lock.lowest_key, self.size[0])
+        self.black = black_flags(lock.num_keys, lock.lowest_key)
+        self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
+        self._window: np.ndarray | None = None
+
+    def warp(self, image: np.ndarray) -> np.ndarray:
+        return to_strip(self.lock, image, self.size)
+
+    def posteriors(self, strip: np.ndarray) -> np.ndarray:
+        """(keys, 4) posteriors of the newest frame, its features joining the last ``context`` frames'."""
+        features = self.backend.key_features(strip[None], self.rest, self.pool)
+        if self._window is None:  # the first frame stands in for the frames before it
+            self._window = np.repeat(features[None], self.backend.context, axis=1)
+        else:
+            self._window = np.concatenate([self._window[:, 1:], features[None]], axis=1)
+        return self.backend.head(self._window, self.black)[0]
+
+    def decode(self, probs: np.ndarray, time: float | None = None) -> list[Event]:
+        return self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)
+
+    def step(self, image: np.ndarray, time: float | None = None) -> list[Event]:
+        return self.decode(self.posteriors(self.warp(image)), time)
+
+    def finish(self) -> list[Event]:
+        """Note-offs for every sounding note: end of input, shutdown or any fault."""
+        return self.tracker.finish()

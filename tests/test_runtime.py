@@ -1,0 +1,184 @@
+"""The runtime: sources, the streaming pipeline against the offline posteriors, and `transcribe` end to end
+(real video, MIDI read back by pretty_midi, FluidSynth audio, an ffmpeg-muxed video), torch-free, with
+clear errors for bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import wave
+
+import numpy as np
+import pytest
+
+from pianoedge.errors import PianoedgeError
+from pianoedge.models.data import load_take, lock_of_take
+from pianoedge.models.decode import Thresholds, decode, events_to_notes
+from pianoedge.runtime import audio
+from pianoedge.runtime.backend import open_backend, take_posteriors
+from pianoedge.runtime.pipeline import Pipeline
+from pianoedge.runtime.source import FileSource, open_source
+from pianoedge.takes import find_takes
+
+from .test_cli import assert_clear_error, run
+
+needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed (apt-get install fluidsynth)")
+
+
+def test_file_source_gives_every_frame_with_its_time(tiny_take):
+    take = find_takes(tiny_take)[0]
+    source = open_source(f"file://{take.video}")
+    frames = list(source)
+    source.close()
+    assert source.fps == 25.0 and not source.live and source.dropped == 0
+    assert [f.index for f in frames] == list(range(len(frames))) and len(frames) == source.frame_count
+    assert frames[10].time == pytest.approx(10 / 25.0) and frames[0].image.shape == (360, 640, 3)
+
+
+def test_a_corrupt_or_unknown_source_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 20)
+    with pytest.raises(PianoedgeError, match="not a video OpenCV can decode"):
+        FileSource(bad)
+    with pytest.raises(PianoedgeError, match="video not found"):
+        open_source(tmp_path / "nope.mp4")
+    with pytest.raises(PianoedgeError, match="rtsp:// source is not available"):
+        open_source("rtsp://camera/stream")
+
+
+def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take):
+    data = load_take(find_takes(tiny_take)[0])
+    backend = open_backend("ort")
+    offline = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest)
+    pipeline = Pipeline(lock_of_take(find_takes(tiny_take)[0]), backend, data.rest, data.fps)
+    source = FileSource(find_takes(tiny_take)[0].video)
+    live, events = [], []
+    for frame in source:
+        probs = pipeline.posteriors(pipeline.warp(frame.image))
+        live.append(probs)
+        events += pipeline.decode(probs, frame.time)
+    events += pipeline.finish()
+    assert np.abs(np.stack(live) - offline).max() < 1e-5  # frame by frame == whole clip at once
+    expected = decode(offline, data.lowest, data.fps, Thresholds(**backend.artifact.decoder))
+    assert [(n.pitch, round(n.start, 4)) for n in events_to_notes(events)] == [(n.pitch, round(n.start, 4)) for n in expected]
+    ons = sum(e.velocity > 0 for e in events)
+    assert ons == sum(e.velocity == 0 for e in events)  # every note-on has its note-off: nothing left sounding
+
+
+@pytest.mark.slow
+@needs_fluidsynth
+def test_transcribe_writes_midi_audio_and_a_muxed_video(tiny_take, tmp_path):
+    pretty_midi = pytest.importorskip("pretty_midi")
+    take = find_takes(tiny_take)[0]
+    out = tmp_path / "out"
+    result = run("transcribe", str(take.video), "-o", str(out / "t.mid"), "--audio", str(out / "t.wav"),
+                 "--mux", str(out / "t.mp4"), "--csv", str(out / "t.csv"), "--roll", str(out / "t.png"))
+    assert result.returncode == 0, result.stderr
+    midi = pretty_midi.PrettyMIDI(str(out / "t.mid"))
+    notes = [n for i in midi.instruments for n in i.notes]
+    rows = (out / "t.csv").read_text().splitlines()
+    assert rows[0] == "onset_s,offset_s,pitch,velocity" and len(rows) == len(notes) + 1
+    assert all(36 <= n.pitch <= 96 and 1 <= n.velocity <= 127 for n in notes)
+    with wave.open(str(out / "t.wav")) as w:
+        assert w.getframerate() == audio.SAMPLE_RATE and w.getnframes() > 0
+        samples = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    assert (np.abs(samples).max() > 500) == bool(notes)  # sound exactly when notes were found
+    probe = subprocess.run([shutil.which("ffprobe") or "ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,duration",
+                            "-of", "json", str(out / "t.mp4")], capture_output=True, text=True)
+    streams = json.loads(probe.stdout)["streams"]
+    kinds = {s["codec_type"]: s for s in streams}
+    assert kinds["video"]["codec_name"] == "h264" and kinds["audio"]["codec_name"] == "aac"
+    assert abs(float(kinds["audio"]["duration"]) - float(kinds["video"]["duration"])) < 0.1  # in sync, same length
+    assert (out / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_transcribe_errors_are_clear(tiny_take, tmp_path):
+    take = find_takes(tiny_take)[0]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    assert_clear_error(run("transcribe", str(bad), "-o", str(tmp_path / "x.mid")), "bad.mp4")
+    assert_clear_error(run("transcribe", str(take.video), "-o", str(tmp_path / "x.mid"), "--backend", "trt"), "no 'trt' model")
+    assert_clear_error(run("transcribe", str(take.video), "-o", str(tmp_path / "x.mid"), "--audio", str(tmp_path / "x.wav"),
+                           "--soundfont", str(tmp_path / "none.sf2")), "SoundFont not found")
+    locked = tmp_path / "lock.json"
+    lock_of_take(take).save(locked)
+    data = json.loads(locked.read_text())
+    data["image_size"] = [1920, 1080]
+    locked.write_text(json.dumps(data))
+    assert_clear_error(run("transcribe", str(take.video), "-o", str(tmp_path / "x.mid"), "--lock", str(locked)), "lock this camera again")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    try:
+        if not shutil.os.access(readonly, shutil.os.W_OK):  # root can write anywhere: nothing to test then
+            assert_clear_error(run("transcribe", str(take.video), "-o", str(readonly / "x.mid")), "not writable")
+    finally:
+        readonly.chmod(0o700)
+
+
+def test_transcribe_runs_without_torch(tiny_take, tmp_path):
+    take = find_takes(tiny_take)[0]
+    code = textwrap.dedent(
+        f"""
+        import importlib.abc, sys
+
+        class NoTorch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+
+        sys.meta_path.insert(0, NoTorch())
+        from pianoedge.runtime.transcribe import Outputs, transcribe
+        notes = transcribe({str(take.video)!r}, Outputs({str(tmp_path / 'n.mid')!r}))
+        assert "torch" not in sys.modules
+        print("ok", len(notes))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok") and (tmp_path / "n.mid").is_file()
+
+
+class _StopAfter:
+    """A terminal view that presses Ctrl-C on the first note-on after ``frames`` frames."""
+
+    def __init__(self, frames: int):
+        self.frames, self.seen, self.ons = frames, 0, 0
+
+    def update(self, events, work_ms, dropped):
+        self.seen += 1
+        struck = sum(e.velocity > 0 for e in events)
+        self.ons += struck
+        if self.seen >= self.frames and struck:  # a note has just started: it is sounding now
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_run_stopped_mid_note_ends_every_note_in_every_sink(tiny_take, tmp_path, monkeypatch):
+    from pianoedge.runtime import live, sinks
+
+    opened = []
+    monkeypatch.setattr(live, "open_sink", lambda spec: opened.append(sinks.open_sink(spec)) or opened[-1])  # keep a handle
+    take = find_takes(tiny_take)[0]
+    specs = [f"file:{tmp_path / 'a.mid'}", f"file:{tmp_path / 'b.mid'}"]
+    stop = _StopAfter(12)
+    with pytest.raises(KeyboardInterrupt):
+        live.run(str(take.video), specs, status=stop)
+    for sink in opened:
+        ons, offs = [e for e in sink.events if e.velocity > 0], [e for e in sink.events if e.velocity == 0]
+        assert len(ons) == len(offs) == stop.ons  # every note-on sent got its note-off
+        assert any(e.time == max(x.time for x in sink.events) for e in offs)  # the last ones came with the shutdown
+    pretty_midi = pytest.importorskip("pretty_midi")
+    written = [pretty_midi.PrettyMIDI(str(tmp_path / name)) for name in ("a.mid", "b.mid")]
+    notes = [[(n.pitch, n.start, n.end) for i in m.instruments for n in i.notes] for m in written]
+    assert notes[0] == notes[1] and notes[0]  # both sinks got the same, complete notes
+    assert all(end > start for _, start, end in notes[0])
+
+
+def test_run_with_an_unknown_sink_fails_before_opening_anything(tmp_path):
+    assert_clear_error(run("run", "--source", str(tmp_path / "nope.mp4"), "--midi-out", "carrier-pigeon"), "expected file:OUT.mid")
+    assert_clear_error(run("run", "--camera", "7", "--midi-out", f"file:{tmp_path / 'x.mid'}"), "cannot open camera 7")
