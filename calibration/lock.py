@@ -103,6 +103,9 @@ def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
     return cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).ravel().astype(np.float32)
 
 
+IDENTIFY_CHUNK = 512  # hypotheses scored at once by _identify
+
+
 def _identify(t: np.ndarray) -> np.ndarray:
     """Black-key index (88-key order) of each detection, -1 for outliers; up to a whole number of octaves.
 
@@ -122,22 +125,27 @@ def _identify(t: np.ndarray) -> np.ndarray:
     solvable = np.abs(np.linalg.det(A)) > 1e-9
     A, tt = A[solvable], tt[solvable]
     p = np.linalg.solve(A, tt[..., None])[..., 0]
-    pred = (p[:, :1] * BLACK_X_MM + p[:, 1:2]) / (p[:, 2:3] * BLACK_X_MM + 1)  # (M, keys)
-    monotonic = np.all(np.diff(pred, axis=1) > 0, axis=1)
-    spacing = np.abs(np.gradient(pred, axis=1))
-    nearest = np.argmin(np.abs(t[None, :, None] - pred[:, None, :]), axis=2)  # (M, n)
-    rows = np.arange(len(pred))[:, None]
-    err = np.abs(t[None, :] - pred[rows, nearest]) / np.maximum(spacing[rows, nearest], 1e-9)
-    ok = (err < 0.18) & monotonic[:, None]
-    hits = np.zeros(pred.shape, bool)
-    r, c = np.nonzero(ok)
-    hits[r, nearest[r, c]] = True
-    count = hits.sum(axis=1)
-    total = np.where(ok, err, 0).sum(axis=1)
-    best = int(np.lexsort((total, -count))[0])
-    if count[best] == 0:
+    best, best_rank = None, None
+    for start in range(0, len(p), IDENTIFY_CHUNK):  # in chunks: the (hypotheses, detections, keys) array stays small
+        q = p[start : start + IDENTIFY_CHUNK]
+        pred = (q[:, :1] * BLACK_X_MM + q[:, 1:2]) / (q[:, 2:3] * BLACK_X_MM + 1)  # (M, keys)
+        monotonic = np.all(np.diff(pred, axis=1) > 0, axis=1)
+        spacing = np.abs(np.gradient(pred, axis=1))
+        nearest = np.argmin(np.abs(t[None, :, None] - pred[:, None, :]), axis=2)  # (M, n)
+        rows = np.arange(len(pred))[:, None]
+        err = np.abs(t[None, :] - pred[rows, nearest]) / np.maximum(spacing[rows, nearest], 1e-9)
+        ok = (err < 0.18) & monotonic[:, None]
+        hits = np.zeros(pred.shape, bool)
+        r, c = np.nonzero(ok)
+        hits[r, nearest[r, c]] = True
+        count = hits.sum(axis=1)
+        total = np.where(ok, err, 0).sum(axis=1)
+        j = int(np.lexsort((total, -count))[0])
+        if best_rank is None or (-count[j], total[j]) < best_rank:  # the most keys hit, then the smallest error
+            best, best_rank = np.where(ok[j], nearest[j], -1), (-count[j], total[j])
+    if best_rank[0] == 0:
         return np.full(n, -1)
-    return np.where(ok[best], nearest[best], -1)
+    return best
 
 
 def _black_key_plane(gray: np.ndarray, h: np.ndarray, lo: int, size: int, px_per_mm: float) -> np.ndarray:

@@ -84,13 +84,21 @@ class Lock:
         return lock
 
     def warp(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-        """The canonical strip of a recorded frame (undistort, then the fixed homography), optionally
-        scaled to ``size`` (width, height) in the same warp."""
+        """The canonical strip of a recorded frame (grey or BGR, kept as given), optionally scaled to
+        ``size`` (width, height). One precomputed remap does the lens and the homography together and
+        touches only the strip's pixels, whatever the camera's resolution."""
         self._require_size(frame)
-        if self.k1:
-            frame = cv2.remap(frame, *self._undistort_maps, cv2.INTER_LINEAR)
-        strip = cv2.warpPerspective(frame, self.homography, tuple(self.canonical_size), flags=cv2.INTER_LINEAR)
+        strip = cv2.remap(frame, *self._strip_maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return strip if size is None or tuple(size) == tuple(self.canonical_size) else cv2.resize(strip, tuple(size), interpolation=cv2.INTER_AREA)
+
+    @cached_property
+    def _strip_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every canonical-strip pixel, where it lies in the recorded image (inverse homography, then the lens)."""
+        w, h = self.canonical_size
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+        ideal = cv2.perspectiveTransform(np.stack([xs.ravel(), ys.ravel()], axis=1).reshape(-1, 1, 2), np.linalg.inv(self.homography))
+        recorded = self.lens.distort(ideal.reshape(-1, 2)).astype(np.float32).reshape(h, w, 2)
+        return cv2.convertMaps(recorded[..., 0], recorded[..., 1], cv2.CV_16SC2)
 
     @cached_property
     def _undistort_maps(self) -> tuple[np.ndarray, np.ndarray]:

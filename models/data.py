@@ -39,9 +39,9 @@ def lock_of_take(take: Take) -> Lock:
 
 
 def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE) -> np.ndarray:
-    """One frame as the model sees it: grey, warped to ``size``."""
-    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    return lock.warp(grey, size)
+    """One frame as the model sees it: warped to ``size``, grey (converted after the warp: far fewer pixels)."""
+    strip = lock.warp(frame, size)
+    return cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY) if strip.ndim == 3 else strip
 
 
 def key_pool(num_keys: int, lowest: int, width: int) -> np.ndarray:

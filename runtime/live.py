@@ -75,6 +75,7 @@ def run(source_uri: str, sink_specs: list[str], lock_path: Path | None = None, k
         lock_frames = _lock_frames(source, str(source_uri))
         lock = locked(lock_frames, lock_path, keys)
         pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
+        del lock_frames  # full-size frames: not needed once the lock and the rest view are made
         first = None
         for frame in source:
             first = frame.time if first is None else first
