@@ -2,8 +2,10 @@
 
 - ``file://clip.mp4`` or a bare path: anything OpenCV reads; timestamps are frame index / fps, every
   frame is delivered (offline work never drops).
-- ``v4l2:///dev/video0`` or a camera index: a V4L2 camera (MJPG where the camera offers it); a reader
-  thread keeps only the newest frame, so a slow consumer drops the oldest frames and counts them.
+- ``v4l2:///dev/video0`` or a camera index: a V4L2 camera (MJPG where the camera offers it);
+  ``csi://N``: a Jetson CSI camera through GStreamer (nvarguscamerasrc); ``picam://N``: a Raspberry Pi
+  camera through picamera2. Live sources keep only the newest frame (a reader thread), so a slow
+  consumer drops the oldest frames and counts them.
 """
 from __future__ import annotations
 
@@ -58,40 +60,34 @@ class FileSource:
         self._cap.release()
 
 
-class CameraSource:
-    """A V4L2 camera; only the newest frame is kept (the oldest are dropped and counted)."""
+class LiveSource:
+    """A camera: a reader thread keeps only the newest frame, stamped with time.monotonic() at capture;
+    frames the consumer did not take in time are dropped and counted. Subclasses give ``_grab()``."""
 
     live = True
+    frame_count = None
 
-    def __init__(self, device: int | str, width: int = 1280, height: int = 720, fps: float = 30.0):
-        self._cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
-        if not self._cap.isOpened():
-            raise PianoedgeError(f"cannot open camera {device}: is it plugged in, and is this user in the 'video' group?")
-        self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
-        self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-        self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        self._cap.set(cv2.CAP_PROP_FPS, fps)
-        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or fps
-        self.frame_count = None
-        self.dropped = 0
+    def _start(self, fps: float) -> None:
+        self.fps, self.dropped = fps, 0
         self._latest: Frame | None = None
         self._ready = threading.Condition()
-        self._running = True
-        self._captured = 0
+        self._running, self._captured = True, 0
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
+    def _grab(self) -> np.ndarray | None:
+        raise NotImplementedError
+
     def _read(self) -> None:
         while self._running:
-            ok, image = self._cap.read()
+            image = self._grab()
             stamp = time.monotonic()
             with self._ready:
-                if not ok:
+                if image is None:
                     self._running = False
-                elif self._latest is not None:
-                    self.dropped += 1  # the consumer did not take the previous frame in time
-                if ok:
+                else:
+                    if self._latest is not None:
+                        self.dropped += 1  # the consumer did not take the previous frame in time
                     self._latest = Frame(image, self._captured, stamp)
                     self._captured += 1
                 self._ready.notify()
@@ -109,7 +105,77 @@ class CameraSource:
     def close(self) -> None:
         self._running = False
         self._thread.join(timeout=2.0)
+        self._release()
+
+    def _release(self) -> None:
+        pass
+
+
+class CameraSource(LiveSource):
+    """A V4L2 camera by index or device path, MJPG where offered."""
+
+    def __init__(self, device: int | str, width: int = 1280, height: int = 720, fps: float = 30.0):
+        self._cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
+        if not self._cap.isOpened():
+            raise PianoedgeError(f"cannot open camera {device}: is it plugged in, and is this user in the 'video' group?")
+        self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        self._cap.set(cv2.CAP_PROP_FPS, fps)
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self._start(float(self._cap.get(cv2.CAP_PROP_FPS)) or fps)
+
+    def _grab(self) -> np.ndarray | None:
+        ok, image = self._cap.read()
+        return image if ok else None
+
+    def _release(self) -> None:
         self._cap.release()
+
+
+def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
+    """The GStreamer pipeline of a Jetson CSI camera into OpenCV: Argus -> NVMM -> BGR, newest buffer only."""
+    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+            f"framerate={fps}/1, format=NV12 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+            f"video/x-raw, format=BGR ! appsink drop=true max-buffers=1 sync=false")
+
+
+class CsiSource(CameraSource):
+    """A Jetson CSI camera (``csi://N``) through GStreamer's nvarguscamerasrc."""
+
+    def __init__(self, sensor: int, width: int = 1280, height: int = 720, fps: int = 30):
+        self._cap = cv2.VideoCapture(csi_pipeline(sensor, width, height, fps), cv2.CAP_GSTREAMER)
+        if not self._cap.isOpened():
+            raise PianoedgeError(f"cannot open CSI camera {sensor}: needs a Jetson with the camera connected and OpenCV "
+                                 f"built with GStreamer (JetPack's python3-opencv); check with: gst-launch-1.0 nvarguscamerasrc ! fakesink")
+        self._start(float(fps))
+
+
+class PiCameraSource(LiveSource):
+    """A Raspberry Pi camera (``picam://N``) through picamera2 (libcamera); two buffers, newest frame only."""
+
+    def __init__(self, camera: int, width: int = 1280, height: int = 720, fps: float = 30.0):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise PianoedgeError("picamera2 is not installed: on Raspberry Pi OS run apt install python3-picamera2 "
+                                 "(and create the venv with --system-site-packages)") from None
+        try:
+            self._camera = Picamera2(camera)
+        except (IndexError, RuntimeError) as exc:
+            raise PianoedgeError(f"cannot open Raspberry Pi camera {camera} ({exc}): is it connected and enabled?") from None
+        config = self._camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"},
+                                                         buffer_count=2, controls={"FrameRate": fps})
+        self._camera.configure(config)
+        self._camera.start()
+        self._start(float(fps))
+
+    def _grab(self) -> np.ndarray | None:
+        return self._camera.capture_array("main")  # RGB888 is B, G, R in memory: what OpenCV expects
+
+    def _release(self) -> None:
+        self._camera.stop()
+        self._camera.close()
 
 
 def open_source(uri: str | Path):
@@ -119,10 +185,21 @@ def open_source(uri: str | Path):
         return FileSource(text[len("file://"):])
     if text.startswith("v4l2://"):
         return CameraSource(text[len("v4l2://"):])
+    if text.startswith("csi://"):
+        return CsiSource(_index(text, "csi://"))
+    if text.startswith("picam://"):
+        return PiCameraSource(_index(text, "picam://"))
     if text.isdigit():
         return CameraSource(int(text))
     if "://" in text:
         scheme = text.split("://")[0]
-        raise PianoedgeError(f"source {text!r}: the {scheme}:// source is not available in this build "
-                             f"(use a video path, file://PATH, v4l2:///dev/videoN or a camera index)")
+        raise PianoedgeError(f"source {text!r}: unknown scheme {scheme}:// (use a video path, file://PATH, "
+                             f"v4l2:///dev/videoN, csi://N, picam://N or a camera index)")
     return FileSource(text)
+
+
+def _index(uri: str, scheme: str) -> int:
+    rest = uri[len(scheme):] or "0"
+    if not rest.isdigit():
+        raise PianoedgeError(f"source {uri!r}: expected {scheme}N with a camera number, e.g. {scheme}0")
+    return int(rest)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import wave
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_a_corrupt_or_unknown_source_is_a_clear_error(tmp_path):
         FileSource(bad)
     with pytest.raises(PianoedgeError, match="video not found"):
         open_source(tmp_path / "nope.mp4")
-    with pytest.raises(PianoedgeError, match="rtsp:// source is not available"):
+    with pytest.raises(PianoedgeError, match="unknown scheme rtsp://"):
         open_source("rtsp://camera/stream")
 
 
@@ -182,3 +183,45 @@ def test_run_stopped_mid_note_ends_every_note_in_every_sink(tiny_take, tmp_path,
 def test_run_with_an_unknown_sink_fails_before_opening_anything(tmp_path):
     assert_clear_error(run("run", "--source", str(tmp_path / "nope.mp4"), "--midi-out", "carrier-pigeon"), "expected file:OUT.mid")
     assert_clear_error(run("run", "--camera", "7", "--midi-out", f"file:{tmp_path / 'x.mid'}"), "cannot open camera 7")
+
+
+class _SyntheticCamera:
+    """A camera at the hardware boundary: numbered frames at ``fps`` until ``count``, behind the real LiveSource."""
+
+    def __new__(cls, fps: float, count: int):
+        from pianoedge.runtime.source import LiveSource
+
+        class Camera(LiveSource):
+            def __init__(self):
+                self.n = 0
+                self._start(fps)
+
+            def _grab(self):
+                time.sleep(1 / fps)
+                self.n += 1
+                return None if self.n > count else np.full((4, 4, 3), self.n % 256, np.uint8)
+
+        return Camera()
+
+
+def test_a_live_source_drops_the_oldest_frames_when_the_consumer_is_slow():
+    camera = _SyntheticCamera(fps=200.0, count=120)
+    seen = []
+    for frame in camera:
+        seen.append(frame)
+        time.sleep(0.02)  # 50 fps of work against a 200 fps camera
+    camera.close()
+    indices = [f.index for f in seen]
+    assert camera.dropped > 40 and len(seen) + camera.dropped == 120  # every frame either used or counted
+    assert indices == sorted(indices) and max(np.diff(indices)) > 1  # always the newest: stale frames skipped
+    assert all(b.time > a.time for a, b in zip(seen, seen[1:]))
+
+
+def test_camera_uris_name_their_cameras():
+    from pianoedge.runtime.source import csi_pipeline
+
+    pipeline = csi_pipeline(1, 1920, 1080, 60)
+    assert pipeline.startswith("nvarguscamerasrc sensor-id=1 ") and "width=1920, height=1080, framerate=60/1" in pipeline
+    assert pipeline.endswith("appsink drop=true max-buffers=1 sync=false")  # never a stale queue
+    with pytest.raises(PianoedgeError, match="expected csi://N"):
+        open_source("csi://left")
