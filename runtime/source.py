@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import cv2
 import numpy as np
 
 from pianoedge.errors import PianoedgeError
+
+READ_AHEAD = 4  # decoded frames a file source may hold ahead of the pipeline
 
 
 @dataclass
@@ -46,17 +49,36 @@ class FileSource:
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         self.size = (first.shape[1], first.shape[0])
         self.dropped = 0
+        self._closed = False
+        self._reader: threading.Thread | None = None
 
     def __iter__(self):
+        """Frames in order; a reader thread decodes ahead (OpenCV releases the GIL) so that decoding overlaps
+        the caller's work, a few frames at most (``READ_AHEAD``)."""
+        self._frames = queue.Queue(maxsize=READ_AHEAD)
+        self._reader = threading.Thread(target=self._read_ahead, daemon=True)
+        self._reader.start()
+        while (frame := self._frames.get()) is not None:
+            yield frame
+
+    def _read_ahead(self) -> None:
         index, image = 0, self._first
-        while image is not None:
-            yield Frame(image, index, index / self.fps)
+        while image is not None and not self._closed:
+            self._frames.put(Frame(image, index, index / self.fps))
             ok, image = self._cap.read()
             index += 1
-            if not ok:
-                image = None
+            image = image if ok else None
+        self._frames.put(None)
 
     def close(self) -> None:
+        """Stop the reader (it may be waiting on a full queue: drain it) before releasing the decoder."""
+        self._closed = True
+        if self._reader is not None:
+            while self._reader.is_alive():
+                try:
+                    self._frames.get(timeout=0.1)
+                except queue.Empty:
+                    pass
         self._cap.release()
 
 

@@ -23,6 +23,7 @@ from pianoedge.runtime.pipeline import Pipeline
 from pianoedge.runtime.source import FileSource, open_source
 from pianoedge.takes import find_takes
 
+from .conftest import REAL
 from .test_cli import assert_clear_error, run
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed (apt-get install fluidsynth)")
@@ -86,6 +87,10 @@ def test_transcribe_writes_midi_audio_and_a_muxed_video(tiny_take, tmp_path):
         assert w.getframerate() == audio.SAMPLE_RATE and w.getnframes() > 0
         samples = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     assert (np.abs(samples).max() > 500) == bool(notes)  # sound exactly when notes were found
+    if notes:  # the sound starts with the first note (FluidSynth renders from MIDI time 0 = the first frame)
+        level = np.abs(samples.reshape(-1, 2)).max(axis=1)
+        first_sound = np.flatnonzero(level > 0.05 * level.max())[0] / audio.SAMPLE_RATE
+        assert abs(first_sound - min(n.start for n in notes)) < 0.03
     probe = subprocess.run([shutil.which("ffprobe") or "ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,duration",
                             "-of", "json", str(out / "t.mp4")], capture_output=True, text=True)
     streams = json.loads(probe.stdout)["streams"]
@@ -225,3 +230,36 @@ def test_camera_uris_name_their_cameras():
     assert pipeline.endswith("appsink drop=true max-buffers=1 sync=false")  # never a stale queue
     with pytest.raises(PianoedgeError, match="expected csi://N"):
         open_source("csi://left")
+
+
+def test_transcribe_gives_exactly_what_eval_scores(tiny_take, tmp_path):
+    """One pipeline, not two: transcribe (streaming, frame by frame) through the take's labelled lock
+    writes the notes that `eval --backend` decodes from the whole take at once."""
+    from pianoedge.notes import read_notes
+
+    take = find_takes(tiny_take)[0]
+    lock_of_take(take).save(tmp_path / "lock.json")
+    result = run("transcribe", str(take.video), "-o", str(tmp_path / "t.mid"), "--lock", str(tmp_path / "lock.json"), "--backend", "ort")
+    assert result.returncode == 0, result.stderr
+    backend = open_backend("ort")
+    data = load_take(take, backend.artifact.strip_size)
+    expected = decode(take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest), data.lowest, data.fps,
+                      Thresholds(**backend.artifact.decoder))
+    got = read_notes(tmp_path / "t.mid")
+    assert [(n.pitch, n.velocity) for n in got] == [(n.pitch, n.velocity) for n in expected]
+    assert np.allclose([(n.start, n.end) for n in got], [(n.start, n.end) for n in expected], atol=2e-3)  # MIDI ticks
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL / "furelise.mp4").is_file(), reason="the real clip lives in ../shared/data/real beside the repository")
+def test_transcribe_the_real_clip(tmp_path):
+    from pianoedge.models.evaluate import score
+    from pianoedge.notes import read_notes
+
+    take = find_takes(REAL)[0]
+    result = run("transcribe", str(take.video), "-o", str(tmp_path / "real.mid"))
+    assert result.returncode == 0, result.stderr  # locks onto a real piano by itself and runs to the end
+    notes = read_notes(tmp_path / "real.mid")
+    metrics = score(take.notes(), notes, 30.0, 1320)
+    print(f"real clip: {len(notes)} notes, " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    assert all(21 <= n.pitch <= 108 for n in notes)
