@@ -6,6 +6,7 @@ host-only packages (torch, music21).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -297,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(format="pianoedge: warning: %(message)s", level=logging.WARNING)  # sinks report outages here
     if not args.debug:  # our own message says what is wrong with a video; FFmpeg's demuxer chatter would only confuse
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")

@@ -21,6 +21,7 @@ import numpy as np
 from pianoedge.errors import PianoedgeError
 
 READ_AHEAD = 4  # decoded frames a file source may hold ahead of the pipeline
+STALL_S = 2.0  # a live source silent this long has stalled
 
 
 @dataclass
@@ -115,10 +116,15 @@ class LiveSource:
                 self._ready.notify()
 
     def __iter__(self):
+        """Newest frames as they come; a camera that delivers nothing for ``STALL_S`` is a fault (the caller's
+        shutdown path then releases every held note)."""
         while True:
             with self._ready:
+                waited = time.monotonic()
                 while self._latest is None and self._running:
-                    self._ready.wait(timeout=1.0)
+                    if time.monotonic() - waited > STALL_S:
+                        raise PianoedgeError(f"the camera stalled (no frame for {STALL_S:.0f} s): check its cable and power")
+                    self._ready.wait(timeout=0.1)
                 frame, self._latest = self._latest, None
             if frame is None:
                 return

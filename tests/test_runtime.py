@@ -263,3 +263,31 @@ def test_transcribe_the_real_clip(tmp_path):
     metrics = score(take.notes(), notes, 30.0, 1320)
     print(f"real clip: {len(notes)} notes, " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     assert all(21 <= n.pitch <= 108 for n in notes)
+
+
+def test_a_stalled_camera_is_a_fault_that_ends_every_note(tiny_take, tmp_path, monkeypatch):
+    """The camera stops delivering mid-performance: `run` stops with a clear error and the MIDI file
+    holds no note without its end."""
+    from pianoedge.runtime import live, source
+
+    take = find_takes(tiny_take)[0]
+    frames = [f.image for f in FileSource(take.video)]
+
+    class StallingCamera(source.LiveSource):  # real frames at the hardware boundary, then silence
+        def __init__(self):
+            self.n = 0
+            self._start(25.0)
+
+        def _grab(self):
+            time.sleep(0.01)
+            if self.n >= 30:
+                time.sleep(60)  # the cable is pulled: the read never returns
+            self.n += 1
+            return frames[min(self.n, len(frames) - 1)]
+
+    monkeypatch.setattr(source, "STALL_S", 0.5)
+    monkeypatch.setattr(live, "open_source", lambda uri: StallingCamera())
+    lock_of_take(take).save(tmp_path / "lock.json")
+    with pytest.raises(PianoedgeError, match="camera stalled"):
+        live.run("camera", [f"file:{tmp_path / 'x.mid'}"], lock_path=tmp_path / "lock.json")
+    assert (tmp_path / "x.mid").is_file()  # written on the way out, every note paired with its end
