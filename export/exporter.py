@@ -30,6 +30,7 @@ class TorchBackend:
     """PyTorch eager, one thread, behind the runtime's backend interface: the reference in every table."""
 
     def __init__(self, net: PianoNet, decoder: dict | None = None):
+        torch.set_num_threads(1)  # like the ONNX Runtime sessions: one core per stream
         self.net, self.context = net.eval(), CONTEXT
         self.artifact = Artifact("torch", "torch", "fp32", {}, onnx_export.STRIP_SIZE, CONTEXT, decoder or {}, {})
 

@@ -174,6 +174,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from pianoedge.runtime import profiler
+
+    source = str(args.video) if args.video else (str(args.camera) if args.camera is not None else args.source)
+    report = profiler.profile(source, args.backend, args.seconds, args.midi_out, args.lock)
+    print("\n".join(profiler.table(report)))
+    if args.json:
+        profiler.write_json(report, args.json)
+        print(f"raw numbers: {args.json}")
+    if args.plot:
+        profiler.plot(report, args.plot)
+        print(f"latency histogram and timeline: {args.plot}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from pianoedge.runtime import profiler
+
+    rows = profiler.benchmark(args.video, args.lock)
+    print(f"{args.video}: every backend on this machine ({profiler.machine()['cpu']}), {rows[0]['frames']} frames, "
+          f"{profiler.WARMUP_FRAMES} warm-up frames excluded\n")
+    print("\n".join(profiler.benchmark_table(rows)))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pianoedge.export import exporter
 
@@ -277,6 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_argument("--backend", metavar="NAME", help="ort, ort-int8 or torch (default: the manifest's default)")
     tx.add_argument("--soundfont", type=Path, metavar="FILE.sf2", help="SoundFont for --audio/--mux (default: an installed GM one)")
     tx.set_defaults(func=cmd_transcribe)
+
+    pr = sub.add_parser("profile", help="time the real pipeline per stage on a video or camera; JSON and a latency plot",
+                        description="Run the live loop (lock, warp, inference, decode, sinks) and report p50/p90/p99/max per "
+                                    "stage, processing and end to end, fps against the source, dropped frames, CPU and memory.")
+    where = pr.add_mutually_exclusive_group(required=True)
+    where.add_argument("--video", type=Path, metavar="VIDEO")
+    where.add_argument("--camera", type=int, metavar="N")
+    where.add_argument("--source", metavar="URI", help="file://PATH, v4l2:///dev/videoN, csi://N, picam://N")
+    pr.add_argument("--backend", metavar="NAME", help="ort, ort-int8 or torch (default: the manifest's default)")
+    pr.add_argument("--seconds", type=float, help="stop after this long (a camera runs until Ctrl-C otherwise)")
+    pr.add_argument("--json", type=Path, metavar="OUT.json", help="the report with every raw per-frame time")
+    pr.add_argument("--plot", type=Path, metavar="OUT.png", help="latency histogram and per-frame timeline")
+    pr.add_argument("--midi-out", action="append", default=[], metavar="SINK", help="also time real sinks (default: MIDI bytes only)")
+    pr.add_argument("--lock", type=Path, metavar="lock.json")
+    pr.set_defaults(func=cmd_profile)
+
+    bm = sub.add_parser("benchmark", help="every backend on one clip: latency and accuracy side by side",
+                        description="Run the pipeline with each available backend (torch eager as the reference, ONNX "
+                                    "Runtime FP32 and INT8) on the same clip; accuracy when a MIDI file lies beside it.")
+    bm.add_argument("--video", type=Path, default=Path(__file__).resolve().parent.parent / "examples" / "maple_leaf_rag.mp4",
+                    metavar="VIDEO", help="default: the bundled example take")
+    bm.add_argument("--lock", type=Path, metavar="lock.json")
+    bm.set_defaults(func=cmd_benchmark)
 
     ex = sub.add_parser("export", help="PianoNet to ONNX (FP32 + INT8) or TensorRT, verified, timed and scored",
                         description="Export the model's two graphs to ONNX (checked, simplified, parity against PyTorch), "

@@ -63,10 +63,29 @@ class StatusLine:
             self.stream.write("\n")
 
 
-def run(source_uri: str, sink_specs: list[str], lock_path: Path | None = None, keys: int | None = None,
-        backend_name: str | None = None, seconds: float | None = None, status: StatusLine | None = None) -> dict:
-    """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report."""
-    sinks = [open_sink(spec) for spec in sink_specs]
+class StageTimes:
+    """Milliseconds per frame for every stage, from the monotonic clock (what ``pianoedge profile`` reports)."""
+
+    STAGES = ("capture", "warp", "inference", "decode", "sinks")
+
+    def __init__(self):
+        self.ms = {name: [] for name in (*self.STAGES, "processing", "end_to_end")}
+
+    def add(self, frame, marks: list[float]) -> None:
+        """``marks``: monotonic times before warp, after warp, inference, decode and sinks."""
+        self.ms["capture"].append(frame.capture_ms)
+        for name, a, b in zip(self.STAGES[1:], marks, marks[1:]):
+            self.ms[name].append((b - a) * 1000)
+        self.ms["processing"].append((marks[-1] - marks[0]) * 1000)
+        self.ms["end_to_end"].append((marks[-1] - frame.stamp) * 1000)
+
+
+def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: int | None = None,
+        backend_name: str | None = None, seconds: float | None = None, status: StatusLine | None = None,
+        times: StageTimes | None = None) -> dict:
+    """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report.
+    ``sink_specs``: --midi-out values, or sink objects."""
+    sinks = [open_sink(spec) if isinstance(spec, str) else spec for spec in sink_specs]
     backend = open_backend(backend_name)
     source = open_source(source_uri)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -77,16 +96,25 @@ def run(source_uri: str, sink_specs: list[str], lock_path: Path | None = None, k
         pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
         del lock_frames  # full-size frames: not needed once the lock and the rest view are made
         first = None
+        clock = time.monotonic
         for frame in source:
             first = frame.time if first is None else first
-            started = time.perf_counter()
-            events = pipeline.step(frame.image, frame.time - first)
+            marks = [clock()]
+            strip = pipeline.warp(frame.image)
+            marks.append(clock())
+            probs = pipeline.posteriors(strip)
+            marks.append(clock())
+            events = pipeline.decode(probs, frame.time - first)
+            marks.append(clock())
             for sink in sinks:
                 sink.send(events)
+            marks.append(clock())
             notes += sum(e.velocity > 0 for e in events)
             frames += 1
+            if times is not None:
+                times.add(frame, marks)
             if status is not None:
-                status.update(events, (time.perf_counter() - started) * 1000, source.dropped)
+                status.update(events, (marks[-1] - marks[0]) * 1000, source.dropped)
             if seconds is not None and frame.time - first >= seconds:
                 break
     finally:
@@ -100,7 +128,7 @@ def run(source_uri: str, sink_specs: list[str], lock_path: Path | None = None, k
         source.close()
         if status is not None:
             status.close()
-    return {"frames": frames, "notes": notes, "dropped": source.dropped}
+    return {"frames": frames, "notes": notes, "dropped": source.dropped, "source_fps": source.fps, "backend": backend.artifact.name}
 
 
 def _raise_interrupt(signum, frame):

@@ -29,6 +29,8 @@ class Frame:
     image: np.ndarray  # BGR
     index: int  # position in the stream (live: counts dropped frames too)
     time: float  # capture time in seconds: stream time for files, time.monotonic() for cameras
+    stamp: float = 0.0  # time.monotonic() when the frame was in memory (cameras: its capture)
+    capture_ms: float = 0.0  # how long reading (decoding, or waiting for the sensor) it took
 
 
 class FileSource:
@@ -63,10 +65,12 @@ class FileSource:
             yield frame
 
     def _read_ahead(self) -> None:
-        index, image = 0, self._first
+        index, image, took = 0, self._first, 0.0
         while image is not None and not self._closed:
-            self._frames.put(Frame(image, index, index / self.fps))
+            self._frames.put(Frame(image, index, index / self.fps, time.monotonic(), took))
+            started = time.monotonic()
             ok, image = self._cap.read()
+            took = (time.monotonic() - started) * 1000
             index += 1
             image = image if ok else None
         self._frames.put(None)
@@ -103,6 +107,7 @@ class LiveSource:
 
     def _read(self) -> None:
         while self._running:
+            started = time.monotonic()
             image = self._grab()
             stamp = time.monotonic()
             with self._ready:
@@ -111,7 +116,7 @@ class LiveSource:
                 else:
                     if self._latest is not None:
                         self.dropped += 1  # the consumer did not take the previous frame in time
-                    self._latest = Frame(image, self._captured, stamp)
+                    self._latest = Frame(image, self._captured, stamp, stamp, (stamp - started) * 1000)
                     self._captured += 1
                 self._ready.notify()
 
