@@ -167,6 +167,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pianoedge.runtime import live
 
+    if args.config:
+        from pianoedge.runtime.config import merge, read_config
+
+        merge(args, read_config(args.config))
+    if args.camera is None and args.source is None:
+        raise PianoedgeError("run needs a source: --camera N or --source URI (or camera/source in --config)")
+    if not args.midi_out:
+        raise PianoedgeError("run needs at least one --midi-out SINK (or midi_out in --config), e.g. --midi-out usb")
     source = str(args.camera) if args.camera is not None else args.source
     result = live.run(source, args.midi_out, args.lock, args.keys, args.backend, args.seconds, live.StatusLine())
     print(f"{result['frames']} frames, {result['notes']} notes, {result['dropped']} dropped; every note ended in: "
@@ -277,10 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     rn = sub.add_parser("run", help="live: camera (or video) in, MIDI out, until stopped",
                         description="Lock onto the keyboard (or use --lock), then turn every frame into note events for "
                                     "each --midi-out sink; Ctrl-C or SIGTERM stops it with every note turned off.")
-    where = rn.add_mutually_exclusive_group(required=True)
+    where = rn.add_mutually_exclusive_group()
     where.add_argument("--camera", type=int, metavar="N", help="a V4L2 camera index")
-    where.add_argument("--source", metavar="PATH_OR_URI", help="a video path, file://PATH, v4l2:///dev/videoN")
-    rn.add_argument("--midi-out", action="append", required=True, metavar="SINK", help="file:OUT.mid (several allowed)")
+    where.add_argument("--source", metavar="PATH_OR_URI", help="a video path, file://PATH, v4l2:///dev/videoN, csi://N, picam://N")
+    rn.add_argument("--midi-out", action="append", default=[], metavar="SINK",
+                    help="usb, usb:NAME, rtp://HOST:PORT or file:OUT.mid (several allowed)")
+    rn.add_argument("--config", type=Path, metavar="config.toml", help="options from a file (the service's /etc/pianoedge/config.toml); "
+                                                                        "the command line overrides it")
     rn.add_argument("--lock", type=Path, metavar="lock.json", help="a lock made by pianoedge lock (default: lock now)")
     rn.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
     rn.add_argument("--backend", metavar="NAME", help="ort, ort-int8 or torch (default: the manifest's default)")

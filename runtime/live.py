@@ -13,6 +13,7 @@ from pianoedge import keys as K
 from pianoedge.calibration import acquire
 from pianoedge.errors import PianoedgeError
 
+from . import systemd
 from .backend import open_backend
 from .pipeline import Pipeline, locked, rest_strip
 from .sinks import open_sink
@@ -95,6 +96,8 @@ def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: 
         lock = locked(lock_frames, lock_path, keys)
         pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
         del lock_frames  # full-size frames: not needed once the lock and the rest view are made
+        systemd.notify("READY=1")
+        watchdog = systemd.Watchdog()
         first = None
         clock = time.monotonic
         for frame in source:
@@ -111,6 +114,7 @@ def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: 
             marks.append(clock())
             notes += sum(e.velocity > 0 for e in events)
             frames += 1
+            watchdog.frame()
             if times is not None:
                 times.add(frame, marks)
             if status is not None:
@@ -118,6 +122,7 @@ def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: 
             if seconds is not None and frame.time - first >= seconds:
                 break
     finally:
+        systemd.notify("STOPPING=1")
         signal.signal(signal.SIGTERM, previous)
         if pipeline is not None:
             final = pipeline.finish()

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import wave
 
@@ -291,3 +292,45 @@ def test_a_stalled_camera_is_a_fault_that_ends_every_note(tiny_take, tmp_path, m
     with pytest.raises(PianoedgeError, match="camera stalled"):
         live.run("camera", [f"file:{tmp_path / 'x.mid'}"], lock_path=tmp_path / "lock.json")
     assert (tmp_path / "x.mid").is_file()  # written on the way out, every note paired with its end
+
+
+def test_run_reads_its_options_from_a_config_file_and_the_command_line_wins(tiny_take, tmp_path):
+    take = find_takes(tiny_take)[0]
+    config = tmp_path / "config.toml"
+    config.write_text(f'source = "{take.video}"\nmidi_out = ["file:{tmp_path / "from_file.mid"}"]\nbackend = "ort"\n')
+    assert run("run", "--config", str(config)).returncode == 0
+    assert (tmp_path / "from_file.mid").is_file()
+    result = run("run", "--config", str(config), "--midi-out", f"file:{tmp_path / 'from_cli.mid'}")
+    assert result.returncode == 0 and (tmp_path / "from_cli.mid").is_file()
+    config.write_text('camera = "zero"\n')
+    assert_clear_error(run("run", "--config", str(config)), "camera must be a int")
+    assert_clear_error(run("run", "--config", str(tmp_path / "none.toml")), "config file not found")
+
+
+def test_run_tells_systemd_it_is_ready_alive_and_stopping(tiny_take, tmp_path, monkeypatch):
+    import socket
+
+    from pianoedge.runtime import live, systemd
+
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(3.0)  # longer than the lock takes; ends the listener once the run is over
+    messages = []
+
+    def listen():  # systemd's side: read every datagram as it comes
+        try:
+            while True:
+                messages.append(server.recv(256).decode())
+        except (TimeoutError, OSError):
+            pass
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    monkeypatch.setattr(systemd, "WATCHDOG_EVERY_S", 0.0)
+    live.run(str(find_takes(tiny_take)[0].video), [f"file:{tmp_path / 'x.mid'}"])
+    listener.join()
+    server.close()
+    assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
+    assert messages.count("WATCHDOG=1") >= 10  # one per frame here (the interval is 0 in this test)
