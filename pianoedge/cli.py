@@ -207,6 +207,32 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from pianoedge.deploy.bundle import write_bundle
+
+    index = write_bundle(args.output, args.lock, args.config)
+    print(f"wrote {args.output}: {len(index['files'])} files, each with its sha256 in manifest.json")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pianoedge.deploy import doctor
+    from pianoedge.runtime.manifest import MANIFEST
+
+    source, lock = args.source, args.lock
+    if args.config:
+        from pianoedge.runtime.config import read_config
+
+        config = read_config(args.config)
+        source = source or config.get("source") or (str(config["camera"]) if "camera" in config else None)
+        lock = lock or (Path(config["lock"]) if "lock" in config else None)
+    if args.camera is not None:
+        source = str(args.camera)
+    checks = doctor.diagnose(source, lock, args.manifest or MANIFEST)
+    print("\n".join(doctor.report(checks)))
+    return 1 if any(not c.ok for c in checks) else 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pianoedge.export import exporter
 
@@ -336,6 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="VIDEO", help="default: the bundled example take")
     bm.add_argument("--lock", type=Path, metavar="lock.json")
     bm.set_defaults(func=cmd_benchmark)
+
+    bd = sub.add_parser("bundle", help="models, lock and config in one tar.gz with a sha256 for every file (for a board)")
+    bd.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.tar.gz")
+    bd.add_argument("--lock", type=Path, metavar="lock.json")
+    bd.add_argument("--config", type=Path, metavar="config.toml")
+    bd.set_defaults(func=cmd_bundle)
+
+    dr = sub.add_parser("doctor", help="check camera, lock, models, backends, MIDI gadget and ports, clock and disk",
+                        description="Check everything `run` needs and print each problem with its fix; exit 1 if any.")
+    dr.add_argument("--camera", type=int, metavar="N")
+    dr.add_argument("--source", metavar="URI")
+    dr.add_argument("--lock", type=Path, metavar="lock.json")
+    dr.add_argument("--config", type=Path, metavar="config.toml", help="take the camera and lock from the service's config")
+    dr.add_argument("--manifest", type=Path, metavar="manifest.json", help="model manifest (default: the installed models)")
+    dr.set_defaults(func=cmd_doctor)
 
     ex = sub.add_parser("export", help="PianoNet to ONNX (FP32 + INT8) or TensorRT, verified, timed and scored",
                         description="Export the model's two graphs to ONNX (checked, simplified, parity against PyTorch), "

@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -170,12 +171,22 @@ def gadget_devices(asound: Path = Path("/proc/asound/cards"), dev: Path = Path("
     return [p for card in cards for p in sorted(dev.glob(f"midiC{card}D*"))]
 
 
+def midi_output_names() -> list[str]:
+    """MIDI output ports (mido + python-rtmidi), or a clear error where there is no MIDI system."""
+    if sys.platform.startswith("linux") and not Path("/dev/snd/seq").exists():  # rtmidi would only print ALSA errors
+        raise PianoedgeError("no ALSA sequencer (/dev/snd/seq): load it with sudo modprobe snd-seq")
+    try:
+        return mido.get_output_names()
+    except Exception as exc:  # python-rtmidi raises its own SystemError without a MIDI system
+        raise PianoedgeError(f"no MIDI system here ({exc})") from None
+
+
 def _first_port() -> str:
     try:
-        names = [n for n in mido.get_output_names() if "through" not in n.lower()]
-    except Exception as exc:  # python-rtmidi raises its own SystemError without an ALSA sequencer
-        raise PianoedgeError(f"--midi-out usb: no MIDI system here ({exc}); on a board set up the USB MIDI gadget "
-                             f"(deploy/), or give --midi-out usb:/dev/snd/midiCxDy") from None
+        names = [n for n in midi_output_names() if "through" not in n.lower()]
+    except PianoedgeError as exc:
+        raise PianoedgeError(f"--midi-out usb: {exc}; on a board set up the USB MIDI gadget (deploy/), "
+                             f"or give --midi-out usb:/dev/snd/midiCxDy") from None
     if not names:
         raise PianoedgeError("--midi-out usb: no USB MIDI gadget and no MIDI output port found; set up the gadget "
                              "(deploy/) or plug in a USB MIDI interface")
@@ -199,9 +210,9 @@ def open_sink(spec: str):
                 raise PianoedgeError(f"--midi-out {spec}: {target} does not exist (list them with: ls /dev/snd/midi*)")
             return Resilient(spec, lambda: RawMidiDevice(target))
         try:
-            names = [n for n in mido.get_output_names() if target.lower() in n.lower()]
-        except Exception as exc:
-            raise PianoedgeError(f"--midi-out {spec}: no MIDI system here ({exc})") from None
+            names = [n for n in midi_output_names() if target.lower() in n.lower()]
+        except PianoedgeError as exc:
+            raise PianoedgeError(f"--midi-out {spec}: {exc}") from None
         if not names:
             raise PianoedgeError(f"--midi-out {spec}: no MIDI output port named like {target!r}")
         return Resilient(f"usb:{names[0]}", lambda: MidoPort(names[0]))
