@@ -176,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.midi_out:
         raise PianoedgeError("run needs at least one --midi-out SINK (or midi_out in --config), e.g. --midi-out usb")
     source = str(args.camera) if args.camera is not None else args.source
-    result = live.run(source, args.midi_out, args.lock, args.keys, args.backend, args.seconds, live.StatusLine())
+    result = live.run(source, args.midi_out, args.lock, args.keys, args.backend, args.seconds, live.StatusLine(),
+                      rtp_allow=args.rtp_allow or None)
     print(f"{result['frames']} frames, {result['notes']} notes, {result['dropped']} dropped; every note ended in: "
           + ", ".join(args.midi_out))
     return 0
@@ -316,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--source", metavar="PATH_OR_URI", help="a video path, file://PATH, v4l2:///dev/videoN, csi://N, picam://N")
     rn.add_argument("--midi-out", action="append", default=[], metavar="SINK",
                     help="usb, usb:NAME, rtp://HOST:PORT or file:OUT.mid (several allowed)")
+    rn.add_argument("--rtp-allow", action="append", default=[], metavar="ADDR",
+                    help="who may join a listening rtp://0.0.0.0:PORT session: an address or network, e.g. 192.168.1.0/24 "
+                         "(several allowed; default: this machine only)")
     rn.add_argument("--config", type=Path, metavar="config.toml", help="options from a file (the service's /etc/pianoedge/config.toml); "
                                                                         "the command line overrides it")
     rn.add_argument("--lock", type=Path, metavar="lock.json", help="a lock made by pianoedge lock (default: lock now)")

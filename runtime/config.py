@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pianoedge.errors import PianoedgeError
 
-TYPES = {"source": str, "camera": int, "midi_out": list, "lock": str, "keys": int, "backend": str, "seconds": float}
+TYPES = {"source": str, "camera": int, "midi_out": list, "rtp_allow": list, "lock": str, "keys": int, "backend": str,
+         "seconds": float}
 
 
 def read_config(path: str | Path) -> dict:
@@ -35,8 +36,9 @@ def read_config(path: str | Path) -> dict:
         wanted = TYPES[key]
         if not isinstance(value, wanted) and not (wanted is float and isinstance(value, int)):
             raise PianoedgeError(f"config file {path}: {key} must be a {wanted.__name__}, not {value!r}")
-    if "midi_out" in data and not all(isinstance(v, str) for v in data["midi_out"]):
-        raise PianoedgeError(f"config file {path}: midi_out must be a list of strings like [\"usb\"]")
+    for key in ("midi_out", "rtp_allow"):
+        if key in data and not all(isinstance(v, str) for v in data[key]):
+            raise PianoedgeError(f"config file {path}: {key} must be a list of strings like [\"usb\"]")
     return data
 
 

@@ -83,10 +83,10 @@ class StageTimes:
 
 def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: int | None = None,
         backend_name: str | None = None, seconds: float | None = None, status: StatusLine | None = None,
-        times: StageTimes | None = None) -> dict:
+        times: StageTimes | None = None, rtp_allow: list[str] | None = None) -> dict:
     """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report.
     ``sink_specs``: --midi-out values, or sink objects."""
-    sinks = [open_sink(spec) if isinstance(spec, str) else spec for spec in sink_specs]
+    sinks = [open_sink(spec, rtp_allow) if isinstance(spec, str) else spec for spec in sink_specs]
     backend = open_backend(backend_name)
     source = open_source(source_uri)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

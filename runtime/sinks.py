@@ -5,7 +5,8 @@
 - ``usb``: the board's USB MIDI gadget (Linux f_midi: its ALSA raw-MIDI device), else the first MIDI
   output port (mido with python-rtmidi) that is not a software through-port.
 - ``usb:NAME``: a raw-MIDI device by path (``usb:/dev/snd/midiC1D0``) or a MIDI port whose name contains NAME.
-- ``rtp://HOST:PORT``: an RTP-MIDI / AppleMIDI session (``rtpmidi.py``).
+- ``rtp://HOST:PORT``: an RTP-MIDI / AppleMIDI session with that peer; ``rtp://0.0.0.0:PORT`` listens
+  for a DAW to connect, accepting only addresses in ``--rtp-allow`` (default: this machine) (``rtpmidi.py``).
 Live sinks are wrapped in ``Resilient``: a sink that fails (cable pulled, peer gone, device busy) is
 reported once, retried with backoff without holding the others up, and when it comes back it first
 gets a note-off for every note that sounded meanwhile and All Notes Off.
@@ -193,8 +194,8 @@ def _first_port() -> str:
     return names[0]
 
 
-def open_sink(spec: str):
-    """The sink a ``--midi-out`` value names."""
+def open_sink(spec: str, rtp_allow: list[str] | None = None):
+    """The sink a ``--midi-out`` value names; ``rtp_allow``: who may join a listening RTP-MIDI session."""
     if spec.startswith("file:"):
         return MidiFileSink(spec[len("file:"):])
     if spec == "usb":
@@ -219,5 +220,5 @@ def open_sink(spec: str):
     if spec.startswith("rtp://"):
         from .rtpmidi import RtpMidiSink
 
-        return RtpMidiSink(spec)
+        return RtpMidiSink(spec, allow=rtp_allow)
     raise PianoedgeError(f"--midi-out {spec!r}: expected file:OUT.mid, usb, usb:NAME or rtp://HOST:PORT")

@@ -134,3 +134,16 @@ def test_a_host_that_stops_reading_never_blocks_a_frame(fifo, caplog):
     assert done.wait(20.0)
     assert len([r for r in caplog.records if "not being read" in r.message]) == 1
     reader.close()
+
+
+def test_run_streams_to_an_absent_rtp_peer_and_a_file_at_once(tiny_take, tmp_path):
+    """The network peer is not there: `run` still finishes and the file sink beside it gets every note."""
+    from pianoedge.takes import find_takes
+
+    from .test_cli import run
+
+    take = find_takes(tiny_take)[0]
+    result = run("run", "--source", str(take.video), "--midi-out", "rtp://127.0.0.1:5", "--midi-out", f"file:{tmp_path / 'x.mid'}")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and (tmp_path / "x.mid").is_file()
+    assert result.stderr.count("warning") <= 2  # reported once, not once per frame
