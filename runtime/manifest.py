@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pianoedge.errors import PianoedgeError
 
 MODELS = Path(__file__).resolve().parent.parent / "models"  # the shipped models (the pianoedge.models folder)
-MANIFEST = MODELS / "manifest.json"
+# $PIANOEDGE_MODELS names another manifest (a board's installer puts verified models in /var/lib/pianoedge/models)
+MANIFEST = Path(os.environ.get("PIANOEDGE_MODELS") or MODELS / "manifest.json")
 GRAPHS = ("features", "head")  # PianoNet's two networks: per-frame key features, per-key temporal head
 
 

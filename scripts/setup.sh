@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg fluidsynth timgm6mb-soundfont)  # video, audio rendering, a small General MIDI SoundFont
+APT_PACKAGES=(ffmpeg fluidsynth timgm6mb-soundfont shellcheck systemd)  # video, audio rendering, a GM SoundFont; deploy checks
 TORCH_PIN="torch==2.13.0"  # the CPU build; a bare "torch" would pull a multi-GB CUDA build
 
 missing=()

@@ -92,3 +92,17 @@ def test_bundle_holds_every_file_with_its_hash_and_refuses_tampering(tmp_path):
         verify_bundle(lock)
     write_bundle(tmp_path / "plain.tar.gz")  # models only
     assert set(verify_bundle(tmp_path / "plain.tar.gz")["files"]) == set(index["files"]) - {"lock.json"}
+
+
+def test_pianoedge_models_points_the_runtime_at_installed_models(models_copy, tiny_take, tmp_path):
+    """A board keeps its verified models in /var/lib/pianoedge/models: $PIANOEDGE_MODELS names that manifest."""
+    import os
+
+    from pianoedge.takes import find_takes
+
+    env = {**os.environ, "PIANOEDGE_MODELS": str(models_copy / "manifest.json")}
+    video = str(find_takes(tiny_take)[0].video)
+    assert run("transcribe", video, "-o", str(tmp_path / "a.mid"), env=env).returncode == 0
+    (models_copy / read_manifest()["artifacts"]["ort"]["files"]["head"]["path"]).write_bytes(b"not a model")
+    damaged = run("transcribe", video, "-o", str(tmp_path / "b.mid"), "--backend", "ort", env=env)
+    assert damaged.returncode == 1 and "does not match its sha256" in damaged.stderr and str(models_copy) in damaged.stderr
