@@ -62,6 +62,9 @@ class FileSource:
         self._reader = threading.Thread(target=self._read_ahead, daemon=True)
         self._reader.start()
         while (frame := self._frames.get()) is not None:
+            # a file's frame is "captured" when the pipeline takes it, its decoding time before that: so end-to-end
+            # latency means what it would for a camera, not how far the reader ran ahead
+            frame.stamp = time.monotonic() - frame.capture_ms / 1000
             yield frame
 
     def _read_ahead(self) -> None:

@@ -132,7 +132,9 @@ def test_a_host_that_stops_reading_never_blocks_a_frame(fifo, caplog):
 
     threading.Thread(target=play, daemon=True).start()
     assert done.wait(20.0)
-    assert len([r for r in caplog.records if "not being read" in r.message]) == 1
+    outages = [r for r in caplog.records if "not being read" in r.message]
+    recoveries = [r for r in caplog.records if "is back" in r.message]
+    assert 1 <= len(outages) == len(recoveries) + 1 <= 5  # once per outage (a retry may find room again), not per frame
     reader.close()
 
 
