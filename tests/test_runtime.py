@@ -169,7 +169,7 @@ def test_run_stopped_mid_note_ends_every_note_in_every_sink(tiny_take, tmp_path,
     from pianoedge.runtime import live, sinks
 
     opened = []
-    monkeypatch.setattr(live, "open_sink", lambda spec: opened.append(sinks.open_sink(spec)) or opened[-1])  # keep a handle
+    monkeypatch.setattr(live, "open_sink", lambda spec, allow=None: opened.append(sinks.open_sink(spec, allow)) or opened[-1])
     take = find_takes(tiny_take)[0]
     specs = [f"file:{tmp_path / 'a.mid'}", f"file:{tmp_path / 'b.mid'}"]
     stop = _StopAfter(12)

@@ -149,3 +149,16 @@ def test_run_streams_to_an_absent_rtp_peer_and_a_file_at_once(tiny_take, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and (tmp_path / "x.mid").is_file()
     assert result.stderr.count("warning") <= 2  # reported once, not once per frame
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/snd/seq"),
+                    reason="no ALSA sequencer on this machine (/dev/snd/seq): the mido/python-rtmidi port path runs on a board")
+def test_a_midi_port_by_name_through_mido_and_rtmidi():
+    pytest.importorskip("rtmidi", reason="python-rtmidi is not installed")
+    with mido.open_input("pianoedge-test-in", virtual=True) as port:
+        sink = sinks.open_sink("usb:pianoedge-test-in")
+        sink.send([Event(0.0, 60, 90)])
+        sink.close()
+        got = [port.receive(block=True) for _ in range(3)]
+    assert [(m.type, getattr(m, "note", getattr(m, "control", None))) for m in got] == [
+        ("note_on", 60), ("note_off", 60), ("control_change", 123)]
