@@ -83,13 +83,19 @@ class Lock:
             raise PianoedgeError(f"lock file {path}: the homography is singular; {fix}")
         return lock
 
-    def warp(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    def warp(self, frame: np.ndarray, size: tuple[int, int] | None = None, out: dict | None = None) -> np.ndarray:
         """The canonical strip of a recorded frame (grey or BGR, kept as given), optionally scaled to
         ``size`` (width, height). One precomputed remap does the lens and the homography together and
-        touches only the strip's pixels, whatever the camera's resolution."""
+        touches only the strip's pixels, whatever the camera's resolution. ``out``: buffers kept by the
+        caller between frames (the live pipeline), so that no frame allocates."""
         self._require_size(frame)
-        strip = cv2.remap(frame, *self._strip_maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        return strip if size is None or tuple(size) == tuple(self.canonical_size) else cv2.resize(strip, tuple(size), interpolation=cv2.INTER_AREA)
+        out = {} if out is None else out
+        out["canonical"] = cv2.remap(frame, *self._strip_maps, cv2.INTER_LINEAR, dst=out.get("canonical"),
+                                     borderMode=cv2.BORDER_CONSTANT)
+        if size is None or tuple(size) == tuple(self.canonical_size):
+            return out["canonical"]
+        out["scaled"] = cv2.resize(out["canonical"], tuple(size), dst=out.get("scaled"), interpolation=cv2.INTER_AREA)
+        return out["scaled"]
 
     @cached_property
     def _strip_maps(self) -> tuple[np.ndarray, np.ndarray]:

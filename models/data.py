@@ -38,10 +38,16 @@ def lock_of_take(take: Take) -> Lock:
     return lock_frames(frames_from_video(take.video))
 
 
-def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE) -> np.ndarray:
-    """One frame as the model sees it: warped to ``size``, grey (converted after the warp: far fewer pixels)."""
-    strip = lock.warp(frame, size)
-    return cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY) if strip.ndim == 3 else strip
+def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE, out: dict | None = None) -> np.ndarray:
+    """One frame as the model sees it: warped to ``size``, grey (converted after the warp: far fewer pixels).
+    ``out``: buffers reused from frame to frame (see ``Lock.warp``)."""
+    strip = lock.warp(frame, size, out)
+    if strip.ndim == 2:
+        return strip
+    if out is None:
+        return cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY)
+    out["grey"] = cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY, dst=out.get("grey"))
+    return out["grey"]
 
 
 def key_pool(num_keys: int, lowest: int, width: int) -> np.ndarray:

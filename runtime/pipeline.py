@@ -44,9 +44,11 @@ class Pipeline:
         self.black = black_flags(lock.num_keys, lock.lowest_key)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._window: np.ndarray | None = None
+        self._buffers: dict = {}  # the warp's output arrays, reused every frame
 
     def warp(self, image: np.ndarray) -> np.ndarray:
-        return to_strip(self.lock, image, self.size)
+        """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""
+        return to_strip(self.lock, image, self.size, self._buffers)
 
     def posteriors(self, strip: np.ndarray) -> np.ndarray:
         """(keys, 4) posteriors of the newest frame, its features joining the last ``context`` frames'."""

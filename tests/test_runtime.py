@@ -115,6 +115,9 @@ def test_transcribe_errors_are_clear(tiny_take, tmp_path):
     data["image_size"] = [1920, 1080]
     locked.write_text(json.dumps(data))
     assert_clear_error(run("transcribe", str(take.video), "-o", str(tmp_path / "x.mid"), "--lock", str(locked)), "lock this camera again")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert_clear_error(run("transcribe", str(take.video), "-o", str(blocker / "x.mid")), "cannot create the output folder")
     readonly = tmp_path / "ro"
     readonly.mkdir()
     readonly.chmod(0o500)
