@@ -10,6 +10,7 @@ from pathlib import Path
 from pianoedge.errors import PianoedgeError
 
 STATE = Path("/var/lib/pianoedge")
+SERVICE_CONFIG = Path("/etc/pianoedge/config.toml")
 MIN_FREE_MB = 500
 
 

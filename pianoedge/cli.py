@@ -221,10 +221,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from pianoedge.runtime.manifest import MANIFEST
 
     source, lock = args.source, args.lock
-    if args.config:
+    config_path = args.config or (doctor.SERVICE_CONFIG if doctor.SERVICE_CONFIG.is_file() else None)
+    if config_path:
         from pianoedge.runtime.config import read_config
 
-        config = read_config(args.config)
+        config = read_config(config_path)
         source = source or config.get("source") or (str(config["camera"]) if "camera" in config else None)
         lock = lock or (Path(config["lock"]) if "lock" in config else None)
     if args.camera is not None:
@@ -378,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--camera", type=int, metavar="N")
     dr.add_argument("--source", metavar="URI")
     dr.add_argument("--lock", type=Path, metavar="lock.json")
-    dr.add_argument("--config", type=Path, metavar="config.toml", help="take the camera and lock from the service's config")
+    dr.add_argument("--config", type=Path, metavar="config.toml",
+                    help="take the camera and lock from this config (default: the service's /etc/pianoedge/config.toml if present)")
     dr.add_argument("--manifest", type=Path, metavar="manifest.json", help="model manifest (default: the installed models)")
     dr.set_defaults(func=cmd_doctor)
 
@@ -416,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pianoedge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
