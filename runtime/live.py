@@ -122,17 +122,22 @@ def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: 
             if seconds is not None and frame.time - first >= seconds:
                 break
     finally:
-        systemd.notify("STOPPING=1")
-        signal.signal(signal.SIGTERM, previous)
-        if pipeline is not None:
-            final = pipeline.finish()
+        # a second Ctrl-C or SIGTERM arriving now must not cut the note-offs short: hold both until done
+        held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            systemd.notify("STOPPING=1")
+            if pipeline is not None:
+                final = pipeline.finish()
+                for sink in sinks:
+                    sink.send(final)
             for sink in sinks:
-                sink.send(final)
-        for sink in sinks:
-            sink.close()
-        source.close()
-        if status is not None:
-            status.close()
+                sink.close()
+            source.close()
+            if status is not None:
+                status.close()
+        finally:
+            signal.signal(signal.SIGINT, held[signal.SIGINT])
+            signal.signal(signal.SIGTERM, previous)
     return {"frames": frames, "notes": notes, "dropped": source.dropped, "source_fps": source.fps, "backend": backend.artifact.name}
 
 
