@@ -61,12 +61,12 @@ def check_models(manifest: Path) -> list[Check]:
     from pianoedge.runtime.manifest import load_artifact, read_manifest
 
     try:
-        names = list(read_manifest(manifest)["artifacts"])
+        artifacts = read_manifest(manifest)["artifacts"]
     except PianoedgeError as exc:
         return [Check("models", False, str(exc), "reinstall, or copy models/ from a bundle (pianoedge bundle)")]
     checks = []
-    for name in names:
-        if not read_manifest(manifest)["artifacts"][name]["files"]:
+    for name, entry in artifacts.items():
+        if not entry["files"]:
             continue  # the torch reference row: measured at export, not shipped
         try:
             artifact = load_artifact(name, manifest)

@@ -51,6 +51,11 @@ def spread_takes(folders: list[Path], limit: int) -> list:
     return [takes[int(i)] for i in np.unique(np.linspace(0, len(takes) - 1, min(limit, len(takes))).round())]
 
 
+def _ort_backend(name: str, precision: str, files: dict[str, Path]) -> OrtBackend:
+    """An ONNX Runtime backend on freshly written graphs (not yet in a manifest)."""
+    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}))
+
+
 def check_parity(net: PianoNet, fp32: OrtBackend, data: TakeData) -> float:
     """Largest difference of any probability between ONNX Runtime FP32 and PyTorch on a real take."""
     strips = data.strips[:120]
@@ -94,7 +99,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
                    if calib else [])
     graphs = out_dir / "onnx"
     files = onnx_export.export_onnx(net, graphs)
-    fp32 = OrtBackend(Artifact("ort", "ort", "fp32", files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}))
+    fp32 = _ort_backend("ort", "fp32", files)
     sample = (val_takes or calib_takes or [None])[0]
     gap = check_parity(net, fp32, sample) if sample is not None else None
     log(f"ONNX FP32 parity against PyTorch: max |difference| {gap:.1e}" if gap is not None else
@@ -112,7 +117,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
         trials = {}
         for method in quantize.METHODS:
             paths = quantize.quantize_int8(fp32, calib_takes, graphs, method, suffix=f".int8-{method}")
-            runner = OrtBackend(Artifact("ort-int8", "ort", "int8", paths, onnx_export.STRIP_SIZE, CONTEXT, {}, {}))
+            runner = _ort_backend("ort-int8", "int8", paths)
             probs = [take_posteriors(runner, d.strips, d.rest, d.num_keys, d.lowest) for d in val_takes]
             onset = evaluate(None, val_takes, thresholds, probs)[0]["onset_f1"] if val_takes else 0.0
             trials[method] = (onset, paths)
@@ -125,7 +130,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
         for _, other in (t for m, t in trials.items() if m != method):
             for path in other.values():
                 path.unlink()
-        runner = OrtBackend(Artifact("ort-int8", "ort", "int8", paths, onnx_export.STRIP_SIZE, CONTEXT, {}, {}))
+        runner = _ort_backend("ort-int8", "int8", paths)
         artifacts["ort-int8"] = entry("ort", "int8", paths, runner, calibration={
             "method": method, "takes": len(calib_takes), "frames": quantize.CALIBRATION_FRAMES,
             "onset_f1_by_method": {m: t[0] for m, t in trials.items()}})

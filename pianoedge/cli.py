@@ -220,17 +220,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from pianoedge.deploy import doctor
     from pianoedge.runtime.manifest import MANIFEST
 
-    source, lock = args.source, args.lock
     config_path = args.config or (doctor.SERVICE_CONFIG if doctor.SERVICE_CONFIG.is_file() else None)
     if config_path:
-        from pianoedge.runtime.config import read_config
+        from pianoedge.runtime.config import merge, read_config
 
-        config = read_config(config_path)
-        source = source or config.get("source") or (str(config["camera"]) if "camera" in config else None)
-        lock = lock or (Path(config["lock"]) if "lock" in config else None)
-    if args.camera is not None:
-        source = str(args.camera)
-    checks = doctor.diagnose(source, lock, args.manifest or MANIFEST)
+        merge(args, read_config(config_path))  # the same rule as run: the command line wins
+    source = str(args.camera) if args.camera is not None else args.source
+    checks = doctor.diagnose(source, args.lock, args.manifest or MANIFEST)
     print("\n".join(doctor.report(checks)))
     return 1 if any(not c.ok for c in checks) else 0
 

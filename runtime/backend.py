@@ -64,20 +64,36 @@ def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int
     return np.concatenate([backend.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
 
 
+class KeyStream:
+    """Live inference for one keyboard, frame by frame: each strip's key features join the last ``context``
+    frames' (the first frame stands in for the frames before it) and the head reads them."""
+
+    def __init__(self, backend, rest: np.ndarray, num_keys: int, lowest: int):
+        self.backend, self.rest = backend, rest
+        self.pool, self.black = key_pool(num_keys, lowest, rest.shape[1]), black_flags(num_keys, lowest)
+        self._window: np.ndarray | None = None
+
+    def posteriors(self, strip: np.ndarray) -> np.ndarray:
+        """(keys, 4) posteriors of the newest frame."""
+        features = self.backend.key_features(strip[None], self.rest, self.pool)
+        if self._window is None:
+            self._window = np.repeat(features[None], self.backend.context, axis=1)
+        else:
+            self._window = np.concatenate([self._window[:, 1:], features[None]], axis=1)
+        return self.backend.head(self._window, self.black)[0]
+
+
 def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int,
                      warmup: int = 20) -> np.ndarray:
-    """Milliseconds per live frame for all keys (one features pass + one head pass, as ``run`` does), for
-    each of ``strips`` after ``warmup`` untimed frames; monotonic clock."""
+    """Milliseconds per live frame for all keys (``KeyStream.posteriors``, as ``run`` does), for each of
+    ``strips`` after ``warmup`` untimed frames; monotonic clock."""
     import time
 
-    pool, black = key_pool(num_keys, lowest, strips.shape[2]), black_flags(num_keys, lowest)
-    window = np.repeat(backend.key_features(strips[:1], rest, pool), backend.context, axis=0)[None]
+    stream = KeyStream(backend, rest, num_keys, lowest)
     times = []
     for i in range(warmup + len(strips)):
-        strip = strips[i % len(strips)][None]
         start = time.perf_counter()
-        window = np.concatenate([window[:, 1:], backend.key_features(strip, rest, pool)[None]], axis=1)
-        backend.head(window, black)
+        stream.posteriors(strips[i % len(strips)])
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1000)
     return np.array(times)

@@ -22,9 +22,10 @@ from .source import open_source
 LOCK_FRAMES_SECONDS = 2.0  # a live source: frames gathered over this long to lock and to see the keys at rest
 
 
-def _lock_frames(source, path_like: str) -> list:
+def _lock_frames(source) -> list:
+    """Frames to lock on and to see the keys at rest: spread over a file's first seconds, or a camera's next two."""
     if not source.live:
-        return acquire.frames_from_video(path_like.removeprefix("file://"))
+        return acquire.frames_from_video(source.path)
     frames, start = [], time.monotonic()
     for frame in source:
         if time.monotonic() - start >= LOCK_FRAMES_SECONDS * len(frames) / acquire.FRAMES:
@@ -81,18 +82,19 @@ class StageTimes:
         self.ms["end_to_end"].append((marks[-1] - frame.stamp) * 1000)
 
 
-def run(source_uri: str, sink_specs: list, lock_path: Path | None = None, keys: int | None = None,
-        backend_name: str | None = None, seconds: float | None = None, status: StatusLine | None = None,
+def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int | None = None,
+        backend_name=None, seconds: float | None = None, status: StatusLine | None = None,
         times: StageTimes | None = None, rtp_allow: list[str] | None = None) -> dict:
     """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report.
-    ``sink_specs``: --midi-out values, or sink objects."""
+    Source, sinks and backend are each given by name (URI, --midi-out value, --backend name) or as an
+    object already opened; ``status`` sees every frame (``update(events, work_ms, dropped)``, ``close()``)."""
     sinks = [open_sink(spec, rtp_allow) if isinstance(spec, str) else spec for spec in sink_specs]
-    backend = open_backend(backend_name)
-    source = open_source(source_uri)
+    backend = open_backend(backend_name) if backend_name is None or isinstance(backend_name, str) else backend_name
+    source = open_source(source_uri) if isinstance(source_uri, (str, Path)) else source_uri
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     pipeline, frames, notes = None, 0, 0
     try:
-        lock_frames = _lock_frames(source, str(source_uri))
+        lock_frames = _lock_frames(source)
         lock = locked(lock_frames, lock_path, keys)
         pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
         del lock_frames  # full-size frames: not needed once the lock and the rest view are made

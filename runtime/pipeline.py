@@ -13,8 +13,10 @@ import numpy as np
 from pianoedge.calibration import acquire
 from pianoedge.calibration.lockfile import Lock
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import black_flags, key_pool, rest_view, to_strip
+from pianoedge.models.data import rest_view, to_strip
 from pianoedge.models.decode import Event, NoteTracker, Thresholds
+
+from .backend import KeyStream
 
 
 def locked(frames: list[np.ndarray], lock_path: Path | None = None, keys: int | None = None) -> Lock:
@@ -39,11 +41,9 @@ class Pipeline:
 
     def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float):
         artifact = backend.artifact
-        self.lock, self.backend, self.rest, self.size = lock, backend, rest, artifact.strip_size
-        self.pool = key_pool(lock.num_keys, lock.lowest_key, self.size[0])
-        self.black = black_flags(lock.num_keys, lock.lowest_key)
+        self.lock, self.size = lock, artifact.strip_size
+        self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
-        self._window: np.ndarray | None = None
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
 
     def warp(self, image: np.ndarray) -> np.ndarray:
@@ -52,12 +52,7 @@ class Pipeline:
 
     def posteriors(self, strip: np.ndarray) -> np.ndarray:
         """(keys, 4) posteriors of the newest frame, its features joining the last ``context`` frames'."""
-        features = self.backend.key_features(strip[None], self.rest, self.pool)
-        if self._window is None:  # the first frame stands in for the frames before it
-            self._window = np.repeat(features[None], self.backend.context, axis=1)
-        else:
-            self._window = np.concatenate([self._window[:, 1:], features[None]], axis=1)
-        return self.backend.head(self._window, self.black)[0]
+        return self.keys.posteriors(strip)
 
     def decode(self, probs: np.ndarray, time: float | None = None) -> list[Event]:
         return self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)

@@ -45,17 +45,27 @@ def release_all(sounding: set[int], channel: int = CHANNEL) -> list[mido.Message
             + [mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF, value=0)])
 
 
-class MidiFileSink:
-    """Collects the events and writes them as a MIDI file when closed."""
+class EventLog:
+    """Keeps every event sent (``transcribe`` turns them into notes once the whole video went through)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.resolve().parent.is_dir():
-            raise PianoedgeError(f"--midi-out file:{path}: folder {self.path.resolve().parent} does not exist")
+    def __init__(self):
         self.events: list[Event] = []
 
     def send(self, events: list[Event]) -> None:
         self.events += events
+
+    def close(self) -> None:
+        pass
+
+
+class MidiFileSink(EventLog):
+    """Collects the events and writes them as a MIDI file when closed."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.resolve().parent.is_dir():
+            raise PianoedgeError(f"--midi-out file:{path}: folder {self.path.resolve().parent} does not exist")
 
     def close(self) -> None:
         write_notes(self.path, events_to_notes(self.events))

@@ -1,6 +1,7 @@
 """``pianoedge transcribe``: a muted piano video in; MIDI with velocities, and optionally the regenerated
-audio, the video with that audio, a CSV of the notes and a piano-roll picture out. It runs the live
-pipeline (``pipeline.Pipeline``) frame by frame over the file.
+audio, the video with that audio, a CSV of the notes and a piano-roll picture out. It is ``run``
+(``live.run``: lock, the pipeline frame by frame, note-offs at the end) over the file, with the
+notes kept for the outputs.
 """
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pianoedge.calibration import acquire
 from pianoedge.errors import PianoedgeError
 from pianoedge.models.decode import events_to_notes
 from pianoedge.notes import Note, write_notes
 
-from . import audio
+from . import audio, live
 from .backend import open_backend
-from .pipeline import Pipeline, locked, rest_strip
+from .sinks import EventLog
 from .source import FileSource
 
 
@@ -49,24 +49,10 @@ def transcribe(video: str | Path, outputs: Outputs, lock_path: Path | None = Non
         audio.find_soundfont(soundfont)  # a missing SoundFont fails now, not after the video
     backend = open_backend(backend_name)
     source = FileSource(video)
-    try:
-        frames = acquire.frames_from_video(video)
-        lock = locked(frames, lock_path, keys)
-        pipeline = Pipeline(lock, backend, rest_strip(lock, frames, backend.artifact.strip_size), source.fps)
-        bar = progress(source.frame_count or 0, "frame", video.name) if progress else None
-        events = []
-        frame_count = 0
-        for frame in source:
-            events += pipeline.step(frame.image, frame.time)
-            frame_count += 1
-            if bar is not None:
-                bar.update(1)
-        events += pipeline.finish()
-        if bar is not None:
-            bar.close()
-    finally:
-        source.close()
-    notes = events_to_notes(events)
+    log = EventLog()
+    view = _ProgressBar(progress, source.frame_count or 0, video.name) if progress else None
+    result = live.run(source, [log], lock_path, keys, backend, status=view)
+    notes = events_to_notes(log.events)
     write_notes(outputs.midi, notes)
     if outputs.csv:
         with open(outputs.csv, "w", newline="") as f:
@@ -76,10 +62,28 @@ def transcribe(video: str | Path, outputs: Outputs, lock_path: Path | None = Non
     if outputs.roll:
         from pianoedge.models.evaluate import piano_roll_png
 
-        piano_roll_png(outputs.roll, [], notes, source.fps, frame_count, video.name)
+        piano_roll_png(outputs.roll, [], notes, source.fps, result["frames"], video.name)
     if outputs.audio or outputs.mux:
         wav = outputs.audio or outputs.mux.with_suffix(".wav")
         audio.render_wav(outputs.midi, wav, soundfont)
         if outputs.mux:
             audio.mux(video, wav, outputs.mux)
     return notes
+
+
+class _ProgressBar:
+    """``live.run``'s per-frame view as a progress bar, shown from the first frame (after the lock)."""
+
+    def __init__(self, progress, total: int, name: str):
+        self.progress, self.total, self.name = progress, total, name
+        self.started, self.bar = False, None
+
+    def update(self, events, work_ms: float, dropped: int) -> None:
+        if not self.started:  # the progress factory may give no bar (no tqdm): ask once
+            self.started, self.bar = True, self.progress(self.total, "frame", self.name)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
