@@ -68,26 +68,34 @@ def frames_from_camera(index: int, count: int = FRAMES, seconds: float = 2.0) ->
 
 
 FIRST_GUESSES_K1 = (0.0, -0.1, -0.2, 0.05)  # a strongly bent keyboard may need a rough undistortion to lock at all
+CLEAR_AGREEMENT = 0.55  # a first fit this consistent is taken without trying the other guesses
 
 
 def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit | None]:
-    """k1 from a first lock: on the image as recorded, else after a rough guess of the distortion.
-    Also returns that first fit when it already is the fit on the right image (no distortion)."""
+    """k1 from a first lock: on the image as recorded, else (or when that fit is unconvincing: under a
+    strong bend the wrong octave can fit the raw image loosely) after rough guesses of the distortion,
+    keeping the first fit that agrees with most of the keys' edges. Also returns that first fit when it
+    already is the fit on the right image (no distortion)."""
     h, w = grey.shape
-    failure = None
+    failure, fits = None, []
     for guess in FIRST_GUESSES_K1:
         lens = Lens(guess, w, h)
         try:
             fit = fit_keyboard(cv2.remap(grey, *lens.undistort_maps(), cv2.INTER_LINEAR) if guess else grey, num_keys)
         except PianoedgeError as exc:
-            failure = exc
+            failure = failure or exc
             continue
-        if guess == 0.0:
-            k1 = estimate_k1(fit, (w, h))
-            return k1, (fit if k1 == 0.0 else None)
-        fit.image_points = lens.distort(fit.image_points)  # back to recorded pixels
-        return estimate_k1(fit, (w, h)), None
-    raise failure
+        fits.append((fit.agreement, guess, fit))
+        if fit.agreement >= CLEAR_AGREEMENT:
+            break
+    if not fits:
+        raise failure
+    _, guess, fit = max(fits, key=lambda f: f[0])
+    if guess == 0.0:
+        k1 = estimate_k1(fit, (w, h))
+        return k1, (fit if k1 == 0.0 else None)
+    fit.image_points = Lens(guess, w, h).distort(fit.image_points)  # back to recorded pixels
+    return estimate_k1(fit, (w, h)), None
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:

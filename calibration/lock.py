@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -28,6 +29,10 @@ REFERENCE = K.layout(88)
 BLACK_X_MM = np.array([k.centre for k in REFERENCE.blacks]) * U  # 88-key black key centres from A0's edge
 GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where every white gap shows
 LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
+# rows just behind the black keys' front ends where a black key is looked for (dark in 2 of 3): seen
+# from the music stand the nameboard hides the keys' back halves, and these rows stay in view
+BLACK_CHECK_ROWS_MM = (BLACK_FRONT_MM + 10.0, BLACK_FRONT_MM + 25.0, BLACK_FRONT_MM + 40.0)
+FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front edge is looked for (the depth may be short from behind)
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
 MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
 MIN_FOCAL, MAX_FOCAL = 0.3, 1.5  # plausible focal lengths in image widths (about 150 to 37 degrees across)
@@ -63,8 +68,9 @@ def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return cv2.perspectiveTransform(np.asarray(pts, np.float64).reshape(-1, 1, 2), h).reshape(-1, 2)
 
 
-def _orient(row: BlackKeyRow, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Unit vectors low->high and back->front in the image, and the black keys' centres and front ends in order."""
+def _orient(row: BlackKeyRow, gray: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Both ways the keyboard may face (see ``_oriented``), the likelier first: which side is the front
+    is a vote that steep views from the side or from behind can lose, so the ends decide in the end."""
     axes = []
     for (_, (w, h), angle) in row.rects:
         a = np.deg2rad(angle)
@@ -90,10 +96,15 @@ def _orient(row: BlackKeyRow, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         step = grad[(reach > 0.9) & (reach < 1.4)].max()
         scores.append(step - flat)
     votes = scores[0] - scores[1]
-    front = axis if votes >= 0 else -axis
+    return [_oriented(row, axis if votes >= 0 else -axis, length), _oriented(row, -axis if votes >= 0 else axis, length)]
+
+
+def _oriented(row: BlackKeyRow, front: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Low->high unit vector, back->front unit vector, centres and front ends in low-to-high order,
+    for the keyboard seen with its front towards ``front``."""
     high = row.direction if row.direction[0] * front[1] - row.direction[1] * front[0] > 0 else -row.direction
-    order = np.argsort(centres @ high)
-    centres, length = centres[order], length[order]
+    order = np.argsort(row.centres @ high)
+    centres, length = row.centres[order], length[order]
     return high, front, centres, centres + front * (0.5 * length)[:, None]
 
 
@@ -201,18 +212,29 @@ def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
     return out
 
 
-def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int], search: float = 0.0,
+                      rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """For black keys (pitches, continued by whole octaves beyond the 88 keys), whether each shows as
-    a dark key between white ones where ``h`` puts it, and whether it is in the frame at all."""
-    y = (BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2
+    a dark key between white ones where ``h`` puts it (give or take ``search`` white-key widths, for a
+    homography extrapolated beyond the keys it was fitted to) in at least ``rows`` of the
+    ``BLACK_CHECK_ROWS_MM``, and whether it is in the frame at all."""
     octaves = np.array([int(np.ceil((p - K.HIGHEST_PITCH) / 12)) if p > K.HIGHEST_PITCH else
                         -int(np.ceil((K.LOWEST_PITCH - p) / 12)) if p < K.LOWEST_PITCH else 0 for p in pitches], int)
     x = np.array([REFERENCE.key(p - 12 * o).centre * U for p, o in zip(pitches, octaves)]).reshape(-1) + octaves * 7 * U
-    pts = _apply(h, np.concatenate([np.column_stack([x + dx, np.full_like(x, y)]) for dx in (0.0, -0.5 * U, 0.5 * U)]))
+    step = 0.05
+    beside = int(round(0.5 / step))  # samples from a key's centre to where its white neighbours are
+    shifts = np.arange(-search, search + step / 2, step) if search else np.zeros(1)
+    offsets = np.arange(-beside, len(shifts) + beside) * step + shifts[0]
     height, width = gray.shape
-    inside = ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(3, -1).all(axis=0)
-    at, left, right = _samples(gray, pts).reshape(3, -1)
-    return at < 0.75 * 0.5 * (left + right), inside
+    dark_rows, inside = [], np.ones(len(x), bool)
+    for y in BLACK_CHECK_ROWS_MM:
+        pts = _apply(h, np.column_stack([np.add.outer(x, offsets * U).ravel(), np.full(x.size * offsets.size, y)]))
+        inside &= ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(len(x), -1).all(axis=1)
+        v = _samples(gray, pts).reshape(len(x), -1)
+        at = v[:, beside : beside + len(shifts)]
+        sides = 0.5 * (v[:, : len(shifts)] + v[:, 2 * beside : 2 * beside + len(shifts)])
+        dark_rows.append((at < 0.75 * sides).any(axis=1))
+    return np.sum(dark_rows, axis=0) >= rows, inside
 
 
 def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, seen: tuple[int, int]) -> float:
@@ -221,13 +243,14 @@ def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, see
     extra = [k.pitch for k in K.layout(size, lo).blacks if not seen[0] <= k.pitch <= seen[1]]
     if not extra:
         return 0.0
-    dark, inside = _black_keys_shown(gray, h, extra)
+    dark, inside = _black_keys_shown(gray, h, extra, search=0.35)
     return float((inside & ~dark).sum() / max(inside.sum(), 1))
 
 
 def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
     """How well the white keys stop where this keyboard's ends would be (bright inside, not outside),
-    summed over both ends; an end outside the frame counts as the mean of the visible one."""
+    summed over both ends. An end out of the frame adds nothing: a hypothesis whose other end lies
+    out of sight must not score as if it had been seen twice."""
     x0 = REFERENCE.key(lo).left * U
     x1 = x0 + K.layout(size).num_white * U
     ys = np.array([8.0, 20.0, 32.0])
@@ -236,10 +259,10 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
     for edge, inward in ((x0, 1.0), (x1, -1.0)):
         inside = _apply(h, np.array([[edge + inward * f * U, y] for f in (0.25, 0.5, 0.75) for y in ys]))
         outside = _apply(h, np.array([[edge - inward * f * U, y] for f in (0.5, 1.0, 1.5, 2.0) for y in ys]))
-        pts = np.concatenate([inside, outside])
-        if not ((pts >= 0) & (pts < [width, height])).all():
-            continue  # this end is out of the frame: no evidence either way
-        brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside))) / 255.0
+        in_frame = ((outside >= 0) & (outside < [width, height])).all(axis=1)
+        if not ((inside >= 0) & (inside < [width, height])).all() or not in_frame[: 2 * len(ys)].all():
+            continue  # this end (with at least a key's width beyond it) is out of the frame: no evidence either way
+        brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside[in_frame]))) / 255.0
         # the first gaps inside must all show (not a plain case), and no black keys go on beyond
         comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min()
         end_pitch = lo if inward > 0 else K.layout(size, lo).keys[-1].pitch
@@ -247,7 +270,7 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
                  [p for p in range(end_pitch + 1, end_pitch + 13) if inward < 0 and K.is_black(p)]
         dark, shown = _black_keys_shown(gray, h, beyond)
         scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1))
-    return 2 * float(np.mean(scores)) if scores else -np.inf
+    return float(np.sum(scores)) if scores else -np.inf
 
 
 def _gap_contrast(gray: np.ndarray, h: np.ndarray, gaps_mm: np.ndarray) -> np.ndarray:
@@ -383,7 +406,7 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     Gap measurements fix x but inherit their y from the fit, so the depth comes from the black keys,
     whose proportions vary between pianos; the front edge is measured directly.
     """
-    image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0)
+    image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
     if len(image_pts) < 10:
         return h
     y = _apply(np.linalg.inv(h), image_pts)[:, 1]
@@ -412,32 +435,53 @@ def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm:
     return h, kept
 
 
+MAX_TRIMMED = 2  # detections at each end of the row that may be something else (a dark case edge, a shadow)
+TRIM_PENALTY = 0.1  # score cost of each detection a hypothesis leaves out
+
+
+def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes) -> list[tuple[float, int, int, int, np.ndarray]] | None:
+    """Every (score, shift, lowest pitch, size, black-key-top homography) that the row allows, both ways
+    round and with up to ``MAX_TRIMMED`` detections at each end left out; None when the row does not
+    follow the black keys' pattern either way round."""
+    out, seen_any = [], False
+    for high, _, centres, fronts in _orient(row, gray):
+        index = _identify(centres @ high)
+        found = np.flatnonzero(index >= 0)
+        if len(found) < 8:
+            continue
+        seen_any = True
+        tried = set()
+        for trim in sorted(itertools.product(range(MAX_TRIMMED + 1), repeat=2), key=sum):
+            keep = found[trim[0] : len(found) - trim[1]]
+            if len(keep) < 8:
+                continue
+            image = np.concatenate([centres[keep], fronts[keep]])  # black-key tops: centres and front ends
+            y_world = np.repeat([(BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2, BLACK_FRONT_MM], len(keep))
+            for shift, lo, size in _candidates(index[keep], sizes):
+                if (shift, lo, size) in tried:
+                    continue  # already scored with more of the detections
+                tried.add((shift, lo, size))
+                shifted = index[keep] + 5 * shift  # five black keys an octave
+                world = np.column_stack([np.tile(BLACK_X_MM[shifted], 2), y_world])
+                h, _ = cv2.findHomography(world, image, cv2.RANSAC, 3.0)
+                if h is None:
+                    continue
+                h = _black_key_plane(gray, h, lo, size, _px_per_mm(h, lo, size))
+                # fewest black keys missing where this keyboard has them, then the clearest ends
+                seen = (REFERENCE.blacks[shifted.min()].pitch, REFERENCE.blacks[shifted.max()].pitch)
+                score = _end_score(gray, h, lo, size) - 1.5 * _missing_black_keys(gray, h, lo, size, seen) - TRIM_PENALTY * sum(trim)
+                out.append((score, shift, lo, size, h))
+    return out if seen_any else None
+
+
 def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     """Lock onto the keyboard in an (ideal, undistorted) grey image."""
     row = find_black_keys(gray)
     if len(row) < 8:
         raise PianoedgeError("no keyboard found: fewer than 8 black keys visible. Make sure the keys are in view and lit")
-    high, front, centres, fronts = _orient(row, gray)
-    t = centres @ high
-    index = _identify(t)
-    if (index >= 0).sum() < 8:
+    best = _hypotheses(gray, row, (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES))
+    if best is None:
         raise PianoedgeError("no keyboard found: the dark blobs do not follow the black keys' 2-3 pattern")
-    found = index >= 0
-    image = np.concatenate([centres[found], fronts[found]])  # black-key tops: centres and front ends
-    y_world = np.repeat([(BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2, BLACK_FRONT_MM], found.sum())
-    sizes = (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES)
-    best = []
-    for shift, lo, size in _candidates(index, sizes):
-        shifted_found = index[found] + 5 * shift  # five black keys an octave
-        world = np.column_stack([np.tile(BLACK_X_MM[shifted_found], 2), y_world])
-        h, _ = cv2.findHomography(world, image, cv2.RANSAC, 3.0)
-        if h is None:
-            continue
-        h = _black_key_plane(gray, h, lo, size, _px_per_mm(h, lo, size))
-        # fewest black keys missing where this keyboard has them, then the clearest ends
-        seen = (REFERENCE.blacks[shifted_found.min()].pitch, REFERENCE.blacks[shifted_found.max()].pitch)
-        score = _end_score(gray, h, lo, size) - 1.5 * _missing_black_keys(gray, h, lo, size, seen)
-        best.append((score, shift, lo, size, h))
     if not best:
         raise PianoedgeError("keyboard size unclear: no 61/76/88-key keyboard holds the black keys found")
     best.sort(key=lambda b: -b[0])
@@ -515,5 +559,6 @@ def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
 def fit_score(gray: np.ndarray, fit: KeyboardFit) -> float:
     """Share of this keyboard's black keys in the frame that show as dark keys between white ones
     where the fit puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few)."""
-    dark, inside = _black_keys_shown(gray, fit.world_to_image, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks])
+    dark, inside = _black_keys_shown(gray, fit.world_to_image, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks],
+                                     rows=len(BLACK_CHECK_ROWS_MM))  # every row: a lock a key off must fail
     return float((dark & inside).sum() / max(inside.sum(), 1))
