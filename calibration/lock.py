@@ -444,6 +444,7 @@ def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes) -> list[tuple[float, 
     round and with up to ``MAX_TRIMMED`` detections at each end left out; None when the row does not
     follow the black keys' pattern either way round."""
     out, seen_any = [], False
+    judged = _stretched(gray)  # the ends and black keys are judged on full contrast, even in a dim room
     for high, _, centres, fronts in _orient(row, gray):
         index = _identify(centres @ high)
         found = np.flatnonzero(index >= 0)
@@ -469,9 +470,18 @@ def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes) -> list[tuple[float, 
                 h = _black_key_plane(gray, h, lo, size, _px_per_mm(h, lo, size))
                 # fewest black keys missing where this keyboard has them, then the clearest ends
                 seen = (REFERENCE.blacks[shifted.min()].pitch, REFERENCE.blacks[shifted.max()].pitch)
-                score = _end_score(gray, h, lo, size) - 1.5 * _missing_black_keys(gray, h, lo, size, seen) - TRIM_PENALTY * sum(trim)
+                score = _end_score(judged, h, lo, size) - 1.5 * _missing_black_keys(judged, h, lo, size, seen) - TRIM_PENALTY * sum(trim)
                 out.append((score, shift, lo, size, h))
     return out if seen_any else None
+
+
+def _stretched(gray: np.ndarray) -> np.ndarray:
+    """The image with its grey levels stretched to the full range (1st to 99.5th percentile), so that a
+    dim room's keys show the contrasts the measurements expect of a well-lit one."""
+    lo, hi = np.percentile(gray[::4, ::4], (1.0, 99.5))
+    if hi - lo < 1:
+        return gray
+    return cv2.convertScaleAbs(gray, alpha=255.0 / (hi - lo), beta=-lo * 255.0 / (hi - lo))
 
 
 def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
