@@ -15,6 +15,7 @@ from pianoedge.errors import PianoedgeError
 
 from . import systemd
 from .backend import open_backend
+from .drift import DriftWatch
 from .pipeline import Pipeline, locked, rest_strip
 from .sinks import open_sink
 from .source import open_source
@@ -92,36 +93,40 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
     backend = open_backend(backend_name) if backend_name is None or isinstance(backend_name, str) else backend_name
     source = open_source(source_uri) if isinstance(source_uri, (str, Path)) else source_uri
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    pipeline, frames, notes = None, 0, 0
+    pipeline, watch, frames, notes = None, None, 0, 0
     try:
         lock_frames = _lock_frames(source)
         lock = locked(lock_frames, lock_path, keys)
         pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
-        del lock_frames  # full-size frames: not needed once the lock and the rest view are made
+        watch = DriftWatch(lock, lock_frames[-1])
+        del lock_frames  # full-size frames: not needed once the lock, the rest view and the view to follow are made
         systemd.notify("READY=1")
         watchdog = systemd.Watchdog()
         first = None
         clock = time.monotonic
         for frame in source:
             first = frame.time if first is None else first
+            t = frame.time - first
             marks = [clock()]
-            strip = pipeline.warp(frame.image)
-            marks.append(clock())
-            probs = pipeline.posteriors(strip)
-            marks.append(clock())
-            events = pipeline.decode(probs, frame.time - first)
-            marks.append(clock())
-            for sink in sinks:
-                sink.send(events)
-            marks.append(clock())
+            change = watch.observe(frame.image, t)  # part of the warp stage: is the lock still right
+            if change == "lost":
+                final = pipeline.finish()
+                for sink in sinks:
+                    sink.send(final)
+                _say(status, f"lock lost at {t:.2f} s (only {watch.last_score:.0%} of the black keys where it says: "
+                             "camera or piano moved): silent until the keyboard is found again")
+            elif change == "found":
+                pipeline = pipeline.relocked(watch.lock)
+                _say(status, f"keyboard found again at {t:.2f} s: playing")
+            events = [] if watch.lost else _play(pipeline, frame.image, t, sinks, marks, clock)
             notes += sum(e.velocity > 0 for e in events)
             frames += 1
             watchdog.frame()
-            if times is not None:
+            if times is not None and len(marks) == len(StageTimes.STAGES):
                 times.add(frame, marks)
             if status is not None:
-                status.update(events, (marks[-1] - marks[0]) * 1000, source.dropped)
-            if seconds is not None and frame.time - first >= seconds:
+                status.update(events, (clock() - marks[0]) * 1000, source.dropped)
+            if seconds is not None and t >= seconds:
                 break
     finally:
         # a second Ctrl-C or SIGTERM arriving now must not cut the note-offs short: hold both until done
@@ -140,7 +145,31 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
         finally:
             signal.signal(signal.SIGINT, held[signal.SIGINT])
             signal.signal(signal.SIGTERM, previous)
-    return {"frames": frames, "notes": notes, "dropped": source.dropped, "source_fps": source.fps, "backend": backend.artifact.name}
+    return {"frames": frames, "notes": notes, "dropped": source.dropped, "source_fps": source.fps, "backend": backend.artifact.name,
+            "relocks": watch.relocks if watch is not None else 0}
+
+
+def _play(pipeline: Pipeline, image, t: float, sinks: list, marks: list[float], clock) -> list:
+    """One frame through warp, model, decoder and sinks, marking the time after each stage."""
+    strip = pipeline.warp(image)
+    marks.append(clock())
+    probs = pipeline.posteriors(strip)
+    marks.append(clock())
+    events = pipeline.decode(probs, t)
+    marks.append(clock())
+    for sink in sinks:
+        sink.send(events)
+    marks.append(clock())
+    return events
+
+
+def _say(status: StatusLine | None, text: str) -> None:
+    """A message on its own line (the status line's stream, else stderr)."""
+    stream = status.stream if status is not None else sys.stderr
+    if status is not None and status.tty:
+        stream.write("\r\x1b[K")
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def _raise_interrupt(signum, frame):

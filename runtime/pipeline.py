@@ -41,10 +41,16 @@ class Pipeline:
 
     def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float):
         artifact = backend.artifact
+        self.backend, self.rest, self.fps = backend, rest, fps
         self.lock, self.size = lock, artifact.strip_size
         self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
+
+    def relocked(self, lock: Lock) -> Pipeline:
+        """A fresh pipeline on a new lock of the same keyboard (the camera moved): same model and rest
+        view, no frames of context, no notes sounding."""
+        return Pipeline(lock, self.backend, self.rest, self.fps)
 
     def warp(self, image: np.ndarray) -> np.ndarray:
         """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""

@@ -337,3 +337,62 @@ def test_run_tells_systemd_it_is_ready_alive_and_stopping(tiny_take, tmp_path, m
     server.close()
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
     assert messages.count("WATCHDOG=1") >= 10  # one per frame here (the interval is 0 in this test)
+
+
+def _bumped_video(take, path, loops: int = 4):
+    """The take played ``loops`` times, then ``loops`` times more through a camera bumped by 2 degrees and
+    25/10 px: the first stretch is what the lock sees, the second what it must notice."""
+    import cv2
+
+    source = FileSource(take.video)
+    frames = [f.image for f in source]
+    source.close()
+    h, w = frames[0].shape[:2]
+    bump = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0, 1.0) + [[0, 0, 25], [0, 0, 10]]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+    for moved in (False, True):
+        for _ in range(loops):
+            for image in frames:
+                writer.write(cv2.warpAffine(image, bump, (w, h), borderMode=cv2.BORDER_REPLICATE) if moved else image)
+    writer.release()
+    return len(frames) * loops / 25.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sift_follows", [True, False])
+def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked(tiny_take, tmp_path, monkeypatch, sift_follows):
+    """Found again by following the camera with SIFT, or (when that fails) by a full lock on frames
+    gathered over the next two seconds."""
+    import io
+
+    from pianoedge.runtime import drift
+
+    if not sift_follows:
+        monkeypatch.setattr(drift, "follow", lambda *args: None)
+
+    from pianoedge.notes import read_notes
+    from pianoedge.runtime import live
+    from pianoedge.runtime.drift import CHECK_EVERY_S
+    from pianoedge.runtime.sinks import EventLog
+
+    take = find_takes(tiny_take)[0]
+    bump_at = _bumped_video(take, tmp_path / "bumped.mp4")
+    log, stream = EventLog(), io.StringIO()
+    result = live.run(str(tmp_path / "bumped.mp4"), [log], backend_name="ort", status=live.StatusLine(stream))
+    said = stream.getvalue()
+    assert result["relocks"] == 1, said
+    lost = float(said.split("lock lost at ")[1].split(" s")[0])
+    found = float(said.split("found again at ")[1].split(" s")[0])
+    assert bump_at <= lost <= bump_at + CHECK_EVERY_S + 0.5 and lost < found < lost + (0.5 if sift_follows else 3.0)
+    on = [e for e in log.events if e.velocity > 0]
+    assert not [e for e in on if lost <= e.time < found]  # silent while the lock is wrong
+    sounding = set()
+    for e in sorted(log.events, key=lambda e: (e.time, e.velocity > 0)):
+        if e.time > lost and e.time < found:
+            assert not sounding, f"notes {sounding} left sounding after the lock was lost"
+        (sounding.add if e.velocity > 0 else sounding.discard)(e.pitch)
+    truth = {n.pitch for n in read_notes(take.midi)}
+    before = [e.pitch in truth for e in on if e.time < bump_at]
+    after = [e.pitch in truth for e in on if e.time >= found]
+    # the right keys again, as right as before the bump (not shifted ones)
+    assert len(after) >= 0.5 * len(before) and np.mean(after) >= min(np.mean(before), 0.9) - 0.1, (np.mean(before), np.mean(after))
