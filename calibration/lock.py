@@ -109,9 +109,11 @@ def _oriented(row: BlackKeyRow, front: np.ndarray, length: np.ndarray) -> tuple[
 
 
 def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bilinear grey values at many (N, 2) points (0 outside the image)."""
+    """Bilinear grey values at many (N, 2) points (0 outside the image); a BGR image is sampled and
+    then weighted to grey, so a whole frame need not be converted for a few thousand points."""
     pts = np.asarray(points, np.float32).reshape(1, -1, 2)
-    return cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).ravel().astype(np.float32)
+    values = cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
+    return (values.reshape(-1, 3) @ np.float32([0.114, 0.587, 0.299])) if gray.ndim == 3 else values.ravel()
 
 
 IDENTIFY_CHUNK = 512  # hypotheses scored at once by _identify
@@ -213,11 +215,12 @@ def _candidates(index: np.ndarray, sizes) -> list[tuple[int, int, int]]:
 
 
 def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int], search: float = 0.0,
-                      rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                      rows: int = 2, distort=None) -> tuple[np.ndarray, np.ndarray]:
     """For black keys (pitches, continued by whole octaves beyond the 88 keys), whether each shows as
     a dark key between white ones where ``h`` puts it (give or take ``search`` white-key widths, for a
     homography extrapolated beyond the keys it was fitted to) in at least ``rows`` of the
-    ``BLACK_CHECK_ROWS_MM``, and whether it is in the frame at all."""
+    ``BLACK_CHECK_ROWS_MM``, and whether it is in the frame at all. ``distort``: ideal to recorded
+    pixels, to sample a frame as recorded (the lens applied to the points, not the image)."""
     octaves = np.array([int(np.ceil((p - K.HIGHEST_PITCH) / 12)) if p > K.HIGHEST_PITCH else
                         -int(np.ceil((K.LOWEST_PITCH - p) / 12)) if p < K.LOWEST_PITCH else 0 for p in pitches], int)
     x = np.array([REFERENCE.key(p - 12 * o).centre * U for p, o in zip(pitches, octaves)]).reshape(-1) + octaves * 7 * U
@@ -225,10 +228,12 @@ def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int], searc
     beside = int(round(0.5 / step))  # samples from a key's centre to where its white neighbours are
     shifts = np.arange(-search, search + step / 2, step) if search else np.zeros(1)
     offsets = np.arange(-beside, len(shifts) + beside) * step + shifts[0]
-    height, width = gray.shape
+    height, width = gray.shape[:2]
     dark_rows, inside = [], np.ones(len(x), bool)
     for y in BLACK_CHECK_ROWS_MM:
         pts = _apply(h, np.column_stack([np.add.outer(x, offsets * U).ravel(), np.full(x.size * offsets.size, y)]))
+        if distort is not None:
+            pts = distort(pts)
         inside &= ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(len(x), -1).all(axis=1)
         v = _samples(gray, pts).reshape(len(x), -1)
         at = v[:, beside : beside + len(shifts)]
@@ -566,9 +571,10 @@ def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
     return best if counts.max() > 1.1 * agreeing(0.0) else 0.0
 
 
-def fit_score(gray: np.ndarray, fit: KeyboardFit) -> float:
+def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     """Share of this keyboard's black keys in the frame that show as dark keys between white ones
-    where the fit puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few)."""
+    where the fit puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few).
+    ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
     dark, inside = _black_keys_shown(gray, fit.world_to_image, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks],
-                                     rows=len(BLACK_CHECK_ROWS_MM))  # every row: a lock a key off must fail
+                                     rows=len(BLACK_CHECK_ROWS_MM), distort=distort)  # every row: a lock a key off must fail
     return float((dark & inside).sum() / max(inside.sum(), 1))

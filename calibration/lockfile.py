@@ -134,9 +134,11 @@ class Lock:
 
     def check(self, frame: np.ndarray) -> float:
         """How well this lock still fits a new frame (0..1): the share of black keys that are where it
-        says. Cheap (one grey conversion, ~40 samples): the runtime calls it every few seconds and
-        re-locks when it stays below ``acquire.MIN_FIT_SCORE`` (camera bumped, piano moved)."""
-        return fit_score(self.undistorted_grey(frame), self.fit())
+        says. Cheap (a few thousand samples of the frame as recorded, the lens applied to the sample
+        points): the runtime calls it every few seconds and re-locks when it stays below
+        ``acquire.MIN_FIT_SCORE`` (camera bumped, piano moved)."""
+        self._require_size(frame)
+        return fit_score(frame, self.fit(), self.lens.distort if self.k1 else None)
 
     def fit(self) -> KeyboardFit:
         """The lock as a world (mm) -> undistorted image homography, for checking it against new frames."""
