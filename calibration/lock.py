@@ -174,21 +174,17 @@ def _black_key_plane(gray: np.ndarray, h: np.ndarray, lo: int, size: int, px_per
             grid = np.stack([np.add.outer(x, offsets), np.full((len(x), len(offsets)), y)], axis=2)
             pts = _apply(h, grid.reshape(-1, 2))
             inside = ((pts >= 0) & (pts < gray.shape[::-1])).all(axis=1).reshape(len(x), -1).all(axis=1)
-            values = _samples(gray, pts).reshape(len(x), -1)
-            for key in np.flatnonzero(inside):
-                v = values[key]
-                lo_v, hi_v = v.min(), np.median(np.concatenate([v[:8], v[-8:]]))
-                if hi_v - lo_v < 25:
-                    continue
-                dark = v < (lo_v + hi_v) / 2
-                edges = np.flatnonzero(np.diff(dark.astype(int)))
-                if len(edges) != 2 or not dark[edges[0] + 1]:
-                    continue  # not one dark run inside the window
-                left, right = offsets[edges[0]], offsets[edges[1]]
-                if abs(right - left - 2 * half) > 0.35 * half * 2:
-                    continue
-                world.append([x[key], y])
-                image.append([x[key] + (left + right) / 2, y])
+            v = _samples(gray, pts).reshape(len(x), -1)
+            lo_v, hi_v = v.min(axis=1), np.median(np.concatenate([v[:, :8], v[:, -8:]], axis=1), axis=1)
+            dark = v < ((lo_v + hi_v) / 2)[:, None]
+            steps = np.diff(dark.astype(np.int8), axis=1) != 0
+            first = np.argmax(steps, axis=1)  # the first and last dark/bright change in each key's window
+            last = steps.shape[1] - 1 - np.argmax(steps[:, ::-1], axis=1)
+            width = offsets[last] - offsets[first]
+            keys = (inside & (hi_v - lo_v >= 25) & (steps.sum(axis=1) == 2)  # one dark run inside the window ...
+                    & dark[np.arange(len(x)), first + 1] & (np.abs(width - 2 * half) <= 0.35 * half * 2))  # ... a black key wide
+            world += [[x[k], y] for k in np.flatnonzero(keys)]
+            image += [[x[k] + (offsets[first[k]] + offsets[last[k]]) / 2, y] for k in np.flatnonzero(keys)]
         if len(world) < 12:
             break
         refit, _ = cv2.findHomography(np.array(world), _apply(h, np.array(image)), cv2.RANSAC, 2.0)
