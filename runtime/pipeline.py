@@ -47,10 +47,12 @@ class Pipeline:
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
 
-    def relocked(self, lock: Lock) -> Pipeline:
-        """A fresh pipeline on a new lock of the same keyboard (the camera moved): same model and rest
-        view, no frames of context, no notes sounding."""
-        return Pipeline(lock, self.backend, self.rest, self.fps)
+    def relocked(self, lock: Lock, frames: list[np.ndarray] | None = None) -> Pipeline:
+        """A fresh pipeline on a new lock of the same keyboard (the camera moved): same model, no frames
+        of context, no notes sounding; the keys at rest seen again in ``frames`` when given (the frames
+        of a full lock), else as before."""
+        rest = rest_strip(lock, frames, self.size) if frames else self.rest
+        return Pipeline(lock, self.backend, rest, self.fps)
 
     def warp(self, image: np.ndarray) -> np.ndarray:
         """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""
