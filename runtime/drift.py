@@ -1,8 +1,8 @@
 """Never play from a stale lock: check every few seconds that the keyboard is still where the lock
 says, go silent the moment it is not, and come back only with a lock that fits again.
 
-A check (``Lock.check``: are the black keys where the lock puts them) costs a grey conversion and a
-few thousand pixel samples, so it runs on one frame every ``CHECK_EVERY_S``. Hands hide some keys, so
+A check (``Lock.check``: are the black keys where the lock puts them) costs a few thousand pixel
+samples of the frame (about 1 ms), so it runs on one frame every ``CHECK_EVERY_S``. Hands hide some keys, so
 one low score is not enough: after a low score the next frames are checked at once, and
 ``STRIKES`` low scores in a row mean the camera or the piano moved. Then the loop sends note-offs,
 stops feeding the model, and looks for the keyboard again: first by following the camera with SIFT

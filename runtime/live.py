@@ -61,6 +61,11 @@ class StatusLine:
         self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
         self.stream.flush()
 
+    def say(self, text: str) -> None:
+        """A message on its own line, the status line redrawn after it."""
+        self.stream.write(("\r\x1b[K" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
@@ -88,7 +93,8 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
         times: StageTimes | None = None, rtp_allow: list[str] | None = None) -> dict:
     """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report.
     Source, sinks and backend are each given by name (URI, --midi-out value, --backend name) or as an
-    object already opened; ``status`` sees every frame (``update(events, work_ms, dropped)``, ``close()``)."""
+    object already opened; ``status`` sees every frame (``update(events, work_ms, dropped)``, ``say(text)``
+    for a message such as a lost lock, ``close()``)."""
     sinks = [open_sink(spec, rtp_allow) if isinstance(spec, str) else spec for spec in sink_specs]
     backend = open_backend(backend_name) if backend_name is None or isinstance(backend_name, str) else backend_name
     source = open_source(source_uri) if isinstance(source_uri, (str, Path)) else source_uri
@@ -163,13 +169,12 @@ def _play(pipeline: Pipeline, image, t: float, sinks: list, marks: list[float], 
     return events
 
 
-def _say(status: StatusLine | None, text: str) -> None:
-    """A message on its own line (the status line's stream, else stderr)."""
-    stream = status.stream if status is not None else sys.stderr
-    if status is not None and status.tty:
-        stream.write("\r\x1b[K")
-    stream.write(text + "\n")
-    stream.flush()
+def _say(status, text: str) -> None:
+    """A message on its own line, through the caller's view when it has one."""
+    if status is not None:
+        status.say(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _raise_interrupt(signum, frame):

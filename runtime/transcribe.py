@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,13 @@ class _ProgressBar:
             self.started, self.bar = True, self.progress(self.total, "frame", self.name)
         if self.bar is not None:
             self.bar.update(1)
+
+    def say(self, text: str) -> None:
+        """A message above the bar (tqdm's ``write``, to stderr like the bar), else on stderr."""
+        if self.bar is not None and hasattr(self.bar, "write"):
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -392,6 +392,9 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
             assert not sounding, f"notes {sounding} left sounding after the lock was lost"
         (sounding.add if e.velocity > 0 else sounding.discard)(e.pitch)
     truth = {n.pitch for n in read_notes(take.midi)}
+    if sift_follows:  # the command line says so too, above its progress bar
+        said = run("transcribe", str(tmp_path / "bumped.mp4"), "-o", str(tmp_path / "bumped.mid")).stderr
+        assert "lock lost at" in said and "keyboard found again at" in said, said
     before = [e.pitch in truth for e in on if e.time < bump_at]
     after = [e.pitch in truth for e in on if e.time >= found]
     # the right keys again, as right as before the bump (not shifted ones)
