@@ -35,7 +35,7 @@ class DriftWatch:
     view: np.ndarray  # a frame the lock was made on: what following the camera starts from
     lost: bool = False
     relocks: int = 0
-    lock_frames: list | None = None  # the frames a fresh full lock was made on (to see the keys at rest again)
+    relock_frames: list | None = None  # the frames a fresh full lock was made on (to see the keys at rest again)
     last_score: float = 1.0
     _next_check: float = CHECK_EVERY_S
     _strikes: int = 0
@@ -61,7 +61,7 @@ class DriftWatch:
         return "found" if self._search(image, t) else None
 
     def _search(self, image: np.ndarray, t: float) -> bool:
-        found, self.lock_frames = None, None
+        found, self.relock_frames = None, None
         if t >= self._next_follow:
             self._next_follow = t + FOLLOW_EVERY_S
             if self._reference is None:
@@ -73,7 +73,7 @@ class DriftWatch:
             if len(self._gathered) == acquire.FRAMES:
                 frames, self._gathered = self._gathered, []
                 try:
-                    found, self.lock_frames = acquire.lock_frames(frames, self.lock.num_keys, self.lock.k1), frames
+                    found, self.relock_frames = acquire.lock_frames(frames, self.lock.num_keys, self.lock.k1), frames
                 except PianoedgeError:
                     found = None  # not yet: keep looking (and stay silent)
         if found is None:

@@ -122,7 +122,7 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
                 _say(status, f"lock lost at {t:.2f} s (only {watch.last_score:.0%} of the black keys where it says: "
                              "camera or piano moved): silent until the keyboard is found again")
             elif change == "found":
-                pipeline = pipeline.relocked(watch.lock, watch.lock_frames)
+                pipeline = pipeline.relocked(watch.lock, watch.relock_frames)
                 _say(status, f"keyboard found again at {t:.2f} s: playing")
             events = [] if watch.lost else _play(pipeline, frame.image, t, sinks, marks, clock)
             notes += sum(e.velocity > 0 for e in events)
