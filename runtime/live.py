@@ -128,7 +128,7 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
             notes += sum(e.velocity > 0 for e in events)
             frames += 1
             watchdog.frame()
-            if times is not None and len(marks) == len(StageTimes.STAGES):
+            if times is not None and not watch.lost:  # a silent frame has no stages to time
                 times.add(frame, marks)
             if status is not None:
                 status.update(events, (clock() - marks[0]) * 1000, source.dropped)
