@@ -35,6 +35,10 @@ RANGES = {
     "black_key_gloss": (0.2, 1.0),
     "nameboard_mm": (35, 90),
     "hand_scale": (0.95, 1.2),
+    # a pressed key's top tilts ~1.4 degrees (the light model shades it and moves its glare) and sinks
+    # between its neighbours: extra darkening at full depth. On the real clip the back of a pressed
+    # white key changes by <1 grey level (scripts/bench_studio.py measures it)
+    "press_shade": (0.0, 0.05),
 }
 
 # Key colours (BGR) from bright white to aged ivory, and case finishes.
@@ -93,6 +97,7 @@ class SceneParams:
     sleeve_bgr: tuple[int, int, int] | None
     hand_scale: float
     hover_mm: float
+    press_shade: float = 0.0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -140,6 +145,7 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         sleeve_bgr=_fabric(rng) if rng.random() < 0.6 else None,
         hand_scale=_uniform(rng, RANGES["hand_scale"]),
         hover_mm=_uniform(rng, RANGES["hover_mm"]),
+        press_shade=_uniform(rng, RANGES["press_shade"]),
     )
     for name, value in overrides.items():
         if value is not None:

@@ -15,7 +15,7 @@ from pianoedge import keys as K
 
 from .camera import Camera, place_camera
 from .params import SceneParams
-from .scene import Face, Piano
+from .scene import Face, Piano, plane_normal
 
 SHIFT = 4  # fixed-point bits for sub-pixel polygon vertices
 ONE = 1 << SHIFT
@@ -68,10 +68,12 @@ class Renderer:
         self._noise_rng = np.random.default_rng(int(rng.integers(2**31)))
 
     # ---- shading -------------------------------------------------------------------------------
+    def _diffuse(self, normal: np.ndarray) -> float:
+        return self.params.ambient + (1 - self.params.ambient) * max(0.0, float(normal @ self.light))
+
     def _shade(self, face: Face) -> np.ndarray:
         n = face.normal
-        diffuse = self.params.ambient + (1 - self.params.ambient) * max(0.0, float(n @ self.light))
-        colour = face.colour * diffuse
+        colour = face.colour * self._diffuse(n)
         if face.gloss and n[2] < 0.9:  # glossy sides and fronts catch a highlight; tops get the glare map
             view = self.camera.centre - face.centroid
             half = self.light + view / np.linalg.norm(view)
@@ -120,8 +122,10 @@ class Renderer:
             verts = verts.copy()
             verts[..., 2] -= depth * dips
             px = self.camera.project(verts.reshape(-1, 3)).reshape(len(verts), 4, 2)
-            darken = 1.0 - 0.18 * depth  # a pressed key tilts away from the light and into its neighbours' shade
-            colours = [tuple(c * darken) if top else tuple(c) for c, top in zip(colours, tops)]
+            # the top tilts (the light model shades it) and sinks into its neighbours' shade
+            darken = [self._diffuse(plane_normal(moved)) / self._diffuse(plane_normal(rest)) * (1.0 - self.params.press_shade * depth)
+                      for moved, rest in zip(verts, self.key_faces[index][0])]
+            colours = [tuple(c * d) if top else tuple(c) for c, d, top in zip(colours, darken, tops)]
         else:
             px, colours = self._rest_px[index], self._rest_colours[index]
         pts = np.round((px - origin) * ONE).astype(np.int32)
@@ -224,8 +228,10 @@ class Renderer:
         falloff = np.clip((centre_dist / dist) ** 2 * np.clip(to_lamp[:, 2] / dist, 0.05, 1) / max(self.light[2], 0.05), 0.3, 1.3)
         view = cam.centre - world
         half = to_lamp / dist[:, None] + view / np.linalg.norm(view, axis=1, keepdims=True)
-        shininess = float(rng.uniform(20, 200))
-        glare = p.specular * np.clip(half[:, 2] / np.linalg.norm(half, axis=1), 0, 1) ** shininess
+        self.shininess = float(rng.uniform(20, 200))
+        half /= np.linalg.norm(half, axis=1, keepdims=True)
+        self.half_map = half.reshape(sh, sw, 3)  # the mirror direction per pixel, for pressed keys' glare
+        glare = p.specular * np.clip(half[:, 2], 0, 1) ** self.shininess
         r2 = ((xs - w / 2) ** 2 + (ys - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
         vignette = 1 - p.vignette * r2.ravel()
         gain = (falloff * vignette * p.exposure).reshape(sh, sw)
@@ -275,10 +281,24 @@ class Renderer:
                 self._draw_keys(canvas, np.array([x0, y0], float), indices, depths)
                 acc = canvas.astype(np.float32) if acc is None else acc + canvas
             roi = (acc / len(steps) + 0.5).astype(np.uint8) if len(steps) > 1 else canvas
-            roi = cv2.add(roi, self._glare_at_rest(x0, y0, x1, y1, samples.mean(axis=0)))
-            occ = self.occluders[y0:y1, x0:x1]
-            np.copyto(roi, static, where=occ[..., None])
+            roi = cv2.add(roi, self._glare(x0, y0, x1, y1, samples.mean(axis=0)))
+            # keep the static image outside the moved keys: redrawn neighbours differ at their anti-aliased edges
+            moved = self._moved_mask(roi.shape[:2], np.array([x0, y0], float), range(lo, hi + 1), samples.max(axis=0))
+            np.copyto(roi, static, where=(self.occluders[y0:y1, x0:x1] | ~moved)[..., None])
             frame[y0:y1, x0:x1] = roi
+
+    def _moved_mask(self, shape: tuple[int, int], origin: np.ndarray, indices, depths: np.ndarray) -> np.ndarray:
+        """Pixels covered by the given keys at rest or at their depth (what a press can change), plus a 2 px margin."""
+        mask = np.zeros(shape, np.uint8)
+        for i in indices:
+            if depths[i] <= 1e-3:
+                continue
+            verts, dips, _, _ = self.key_faces[i]
+            moved = verts.copy()
+            moved[..., 2] -= depths[i] * dips
+            for face in np.concatenate([self._rest_px[i], self.camera.project(moved.reshape(-1, 3)).reshape(len(verts), 4, 2)]):
+                self._fill(mask, face, origin, 255)
+        return cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
 
     def _project_capsules(self, capsules: list[Capsule]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixel ends (N, 2, 2), pixel radii (N,) and mean depths (N,) of capsules, in one projection."""
@@ -288,20 +308,26 @@ class Renderer:
         radius = np.array([c.radius for c in capsules]) * self.camera.K[0, 0] / np.maximum(depth[:, 0], 1.0)
         return px, radius, depth.mean(axis=1)
 
-    def _glare_at_rest(self, x0: int, y0: int, x1: int, y1: int, depths: np.ndarray) -> np.ndarray:
-        """The glare map over a region, minus the tops of pressed keys (tilted, they reflect the light elsewhere)."""
+    def _glare(self, x0: int, y0: int, x1: int, y1: int, depths: np.ndarray) -> np.ndarray:
+        """The glare map over a region; a pressed key's tilted top mirrors the light a little elsewhere
+        (its glare scaled by the specular lobe at its tilted normal, one factor per key)."""
         glare = self.glare[y0:y1, x0:x1]
         pressed = np.flatnonzero(depths > 1e-3)
         if not len(pressed):
             return glare
-        keep = np.full(glare.shape[:2], 255, np.uint8)
+        gain = np.ones(glare.shape[:2], np.float32)
         origin = np.array([x0, y0], float)
+        hh, hw = self.half_map.shape[:2]
         for i in pressed:
             verts, dips, _, tops = self.key_faces[i]
             if tops.any():
                 top = verts[tops][0] - np.outer(dips[tops][0] * depths[i], [0, 0, 1])
-                self._fill(keep, self.camera.project(top), origin, 255 * (1 - depths[i]))
-        return cv2.multiply(glare, cv2.merge([keep] * 3), scale=1 / 255)
+                px = self.camera.project(top)
+                cx, cy = (px.mean(axis=0) // 4).astype(int)
+                half = self.half_map[np.clip(cy, 0, hh - 1), np.clip(cx, 0, hw - 1)]
+                ratio = (max(float(plane_normal(top) @ half), 0.0) / max(float(half[2]), 1e-6)) ** self.shininess
+                self._fill(gain, px, origin, min(ratio, 2.0))
+        return np.clip(glare * gain[..., None], 0, 255).astype(np.uint8)
 
     def _draw_shadows(self, frame: np.ndarray, capsules: list[Capsule], blobs: list[Blob]) -> None:
         """Soft shadows of the hands on the keys: project along the light onto z = 0, blur, darken."""

@@ -18,6 +18,12 @@ BLACK_TOP_INSET_MM = 1.3  # black keys taper towards their top
 BEVEL_MM = 0.8  # width of a white key's rounded top edge
 
 
+def plane_normal(vertices: np.ndarray) -> np.ndarray:
+    """Unit normal of a planar polygon, from its first three vertices (counter-clockwise seen from outside)."""
+    n = np.cross(vertices[1] - vertices[0], vertices[2] - vertices[0])
+    return n / np.linalg.norm(n)
+
+
 @dataclass
 class Face:
     """A convex planar polygon: rest vertices (4, 3), how each vertex dips per unit key depth, colour."""
@@ -29,9 +35,7 @@ class Face:
 
     @property
     def normal(self) -> np.ndarray:
-        v = self.vertices
-        n = np.cross(v[1] - v[0], v[2] - v[0])
-        return n / np.linalg.norm(n)
+        return plane_normal(self.vertices)
 
     @property
     def centroid(self) -> np.ndarray:

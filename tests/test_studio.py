@@ -109,7 +109,9 @@ def test_labels_agree_with_the_midi_read_by_pretty_midi(takes):
         assert (labels["depth"][~near_note] == 0).all()
 
 
-def test_pressed_key_region_differs_from_the_key_at_rest():
+def test_a_pressed_key_shows_at_its_edges_while_its_top_changes_little():
+    """A press shows where real ones do (the neighbours' side walls, the front edge, the key's shift), not as
+    a repainted top: seen from above, a real pressed white key's top changes by about one grey level."""
     notes = performance(0)
     for view in ("overhead", "stand", "oblique", "yawed"):
         take = TakeRenderer(notes, 3, num_keys=88, view=view, width=960, height=540)
@@ -120,13 +122,14 @@ def test_pressed_key_region_differs_from_the_key_at_rest():
             depth[0, pitch - 21] = 1.0
             down = renderer.render(depth, finish=False)
             key = renderer.piano.keys[pitch - 21]
-            mask = np.zeros(up.shape[:2], np.uint8)
-            cv2.fillConvexPoly(mask, np.round(renderer.camera.project(key.top.vertices)).astype(np.int32), 255)
+            top = np.zeros(up.shape[:2], np.uint8)
+            cv2.fillConvexPoly(top, np.round(renderer.camera.project(key.top.vertices)).astype(np.int32), 255)
             diff = np.abs(down.astype(int) - up.astype(int)).max(axis=2)
-            inside = diff[mask > 0].mean()
-            least = 1.5 if key.black else 4.0  # a dark key moving under diffuse light changes least
-            assert inside > least, f"{view}: key {pitch} pressed looks the same as at rest ({inside:.1f})"
-            far = np.ones_like(mask)
+            around = cv2.dilate(top, np.ones((7, 7), np.uint8)) > 0
+            assert (diff[around] > 20).sum() >= 10, f"{view}: key {pitch} pressed looks the same as at rest"
+            if view == "overhead" and not key.black:
+                assert diff[top > 0].mean() < 15, f"overhead: key {pitch}'s top repainted when pressed"
+            far = np.ones_like(top)
             x0, y0, x1, y1 = renderer._key_bbox(pitch - 21, 1.0).round().astype(int)
             far[max(y0 - 40, 0) : y1 + 40, max(x0 - 60, 0) : x1 + 60] = 0
             assert diff[far > 0].max() == 0, f"{view}: pressing key {pitch} changed pixels far from it"
