@@ -32,6 +32,7 @@ LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps 
 # rows just behind the black keys' front ends where a black key is looked for (dark in 2 of 3): seen
 # from the music stand the nameboard hides the keys' back halves, and these rows stay in view
 BLACK_CHECK_ROWS_MM = (BLACK_FRONT_MM + 10.0, BLACK_FRONT_MM + 25.0, BLACK_FRONT_MM + 40.0)
+BACK_SEARCH_MM = 12.0  # how far either side of the fit's back the keys' back end is looked for
 FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front edge is looked for (the depth may be short from behind)
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
 MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
@@ -358,7 +359,7 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
         pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
         values = _samples(smooth, pts)
         top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(12, 36, 9)])))))
-        grad = np.gradient(values)  # along +y (towards the back): dark front -> bright key top
+        grad = np.gradient(values) * 2  # rise over two samples (about a pixel) along +y: dark front -> bright key top
         # rises that end on the key-top brightness; the one nearest the fit's front edge
         rises = [k for k in range(1, len(ys) - 1)
                  if grad[k] >= 6 and grad[k] >= grad[k - 1] and grad[k] >= grad[k + 1]
@@ -369,6 +370,47 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
         image_pts.append(pts[k])
         world_pts.append([x, 0.0])
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
+
+
+def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
+    """Image points of the white keys' back end (y = key length) with their world points, where it shows:
+    beside each E-F and B-C boundary (no black key there), the fall from the key top to the nameboard
+    nearest the fit's back."""
+    length = K.WHITE_KEY_LENGTH_MM
+    smooth = cv2.blur(gray, (3, 3))
+    ys = np.linspace(length - span, length + span, int(2 * span * px_per_mm) + 1)
+    behind = int(round(2 * px_per_mm))
+    image_pts, world_pts = [], []
+    for i in range(1, n_white):
+        boundary = x0 + i * U
+        if not _is_long_gap(boundary):
+            continue
+        for x in (boundary - 0.2 * U, boundary + 0.2 * U):
+            pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
+            values = _samples(smooth, pts)
+            top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(100, 130, 9)])))))
+            fall = -np.gradient(values) * 2  # over two samples, along +y: bright key top -> darker nameboard
+            falls = [k for k in range(1, len(ys) - 1)
+                     if fall[k] >= 6 and fall[k] >= fall[k - 1] and fall[k] >= fall[k + 1]
+                     and values[max(k - behind, 0)] >= 0.8 * top]
+            if falls:
+                image_pts.append(pts[min(falls, key=lambda k: abs(ys[k] - length))])
+                world_pts.append([x, length])
+    return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
+
+
+def _back_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
+    """Scale the fit's depth so that its back lies on the keys' measured back end, keeping the front in
+    place: otherwise the black keys, whose proportions vary between pianos, set the depth."""
+    image_pts, _ = _back_edge(gray, h, x0, n_white, px_per_mm, BACK_SEARCH_MM)
+    if len(image_pts) < 8:
+        return h
+    y = _apply(np.linalg.inv(h), image_pts)[:, 1]
+    back = float(np.median(y))
+    q1, q3 = np.percentile(y, [25, 75])
+    if abs(back - K.WHITE_KEY_LENGTH_MM) < 0.3 or q3 - q1 > 3.0:  # already there, or the measurements disagree
+        return h
+    return h @ np.diag([1.0, back / K.WHITE_KEY_LENGTH_MM, 1.0])
 
 
 def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
@@ -423,9 +465,9 @@ def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm:
     """Fit the white-key plane to gaps and the front edge measured near where ``h`` puts them;
     returns the homography, the last measurements (world, image points) and how many agree with it."""
     kept = (np.zeros((0, 2)), np.zeros((0, 2)), 0)
-    for step in range(3):
+    for _ in range(3):
         gi, gw = _gap_positions(gray, h, x0, n_white, px_per_mm)
-        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0 if step == 0 else 6.0)
+        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0)
         img, wld = np.concatenate([gi, fi]), np.concatenate([gw, fw])
         if len(img) < 12:
             break
@@ -511,10 +553,19 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
     h = _front_to_edge(gray, h, x0, n_white, px_per_mm)
     depth = _depth_seen_from_behind(h, x0, n_white * U, gray.shape)
+    if not _seen_from_behind(h, x0, n_white * U):  # the back ends are in view
+        h = _back_to_edge(gray, h, x0, n_white, px_per_mm)
     h = h @ np.diag([1.0, depth, 1.0])
     world_pts = world_pts / [1.0, depth]
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, agree / possible, world_pts, image_pts)
+
+
+def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
+    """True when the keys look wider at their back than at their front: the camera is behind them."""
+    mid = x0 + width / 2
+    p = _apply(h, np.array([[mid, 0.0], [mid + 10, 0.0], [mid, K.WHITE_KEY_LENGTH_MM], [mid + 10, K.WHITE_KEY_LENGTH_MM]]))
+    return bool(np.linalg.norm(p[3] - p[2]) > 1.02 * np.linalg.norm(p[1] - p[0]))
 
 
 def _depth_seen_from_behind(h: np.ndarray, x0: float, width: float, shape: tuple[int, int]) -> float:
@@ -528,9 +579,7 @@ def _depth_seen_from_behind(h: np.ndarray, x0: float, width: float, shape: tuple
     look wider at the back than at the front), only a plausible focal length, only lengthening.
     """
     height, width_px = shape
-    mid = x0 + width / 2
-    p = _apply(h, np.array([[mid, 0.0], [mid + 10, 0.0], [mid, K.WHITE_KEY_LENGTH_MM], [mid + 10, K.WHITE_KEY_LENGTH_MM]]))
-    if np.linalg.norm(p[3] - p[2]) <= 1.02 * np.linalg.norm(p[1] - p[0]):
+    if not _seen_from_behind(h, x0, width):
         return 1.0  # seen from the player's side or from straight above: the back ends are in view
     g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
     g1, g2 = g[:, 0], g[:, 1]
