@@ -63,7 +63,7 @@ class Hand:
         self.layout = layout
         self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
         self.hover_phase = rng.uniform(0, 2 * np.pi, FINGERS)
-        self.hover_level = rng.uniform(0.5, 1.3, FINGERS) * hover_mm
+        self.hover_level = rng.uniform(0.0, 1.3, FINGERS) * hover_mm  # 0: resting on its key (real fingers often do)
         self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
         self._plan(notes, rng, duration)
 
