@@ -397,6 +397,7 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
         assert "lock lost at" in said and "keyboard found again at" in said, said
     before = [e.pitch in truth for e in on if e.time < bump_at]
     after = [e.pitch in truth for e in on if e.time >= found]
-    # the right keys again, as right as before the bump (not shifted ones)
-    assert len(after) >= 0.5 * len(before) and np.mean(after) >= min(np.mean(before), 0.9) - 0.1, \
+    # the right keys again, about as right as before the bump: a lock shifted by even one key would
+    # make nearly every note wrong (the margin allows for the model's own misses on a few notes)
+    assert len(after) >= 0.5 * len(before) and np.mean(after) >= min(np.mean(before), 0.9) - 0.2, \
         (np.mean(before), np.mean(after), [(round(e.time, 2), e.pitch) for e in on if e.time >= found], found)
