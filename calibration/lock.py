@@ -348,6 +348,27 @@ def _is_long_gap(x_mm: float) -> bool:
     return left % 12 in (4, 11)
 
 
+def _step_nearest(values: np.ndarray, ys: np.ndarray, sign: int, reach: int, top: float, target: float) -> int | None:
+    """Index of the edge along a line of samples (world y ``ys``) nearest ``target``: where the grey level
+    rises (``sign`` 1) or falls (-1) most steeply over two samples (about a pixel), by at least 6 levels,
+    with the key-top brightness (``top``) ``reach`` samples on the key's side of it; None if none does."""
+    step = sign * np.gradient(values) * 2
+    edges = [k for k in range(1, len(ys) - 1)
+             if step[k] >= 6 and step[k] >= step[k - 1] and step[k] >= step[k + 1]
+             and values[int(np.clip(k + sign * reach, 0, len(ys) - 1))] >= 0.8 * top]
+    return min(edges, key=lambda k: abs(ys[k] - target)) if edges else None
+
+
+def _measured_y(h: np.ndarray, image_pts: np.ndarray, expected: float, least: int) -> float | None:
+    """Median world y (in ``h``'s frame) of measured edge points, when there are ``least`` of them, they
+    agree (interquartile range within 3 mm) and they are not already at ``expected`` (within 0.3 mm)."""
+    if len(image_pts) < least:
+        return None
+    y = _apply(np.linalg.inv(h), image_pts)[:, 1]
+    q1, median, q3 = np.percentile(y, [25, 50, 75])
+    return None if abs(median - expected) < 0.3 or q3 - q1 > 3.0 else float(median)
+
+
 def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
     """Image points of the keys' front edge (y = 0) with their world points."""
     image_pts, world_pts = [], []
@@ -359,16 +380,10 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
         pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
         values = _samples(smooth, pts)
         top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(12, 36, 9)])))))
-        grad = np.gradient(values) * 2  # rise over two samples (about a pixel) along +y: dark front -> bright key top
-        # rises that end on the key-top brightness; the one nearest the fit's front edge
-        rises = [k for k in range(1, len(ys) - 1)
-                 if grad[k] >= 6 and grad[k] >= grad[k - 1] and grad[k] >= grad[k + 1]
-                 and values[min(k + ahead, len(ys) - 1)] >= 0.8 * top]
-        if not rises:
-            continue
-        k = min(rises, key=lambda k: abs(ys[k]))
-        image_pts.append(pts[k])
-        world_pts.append([x, 0.0])
+        k = _step_nearest(values, ys, 1, ahead, top, 0.0)  # dark front -> bright key top
+        if k is not None:
+            image_pts.append(pts[k])
+            world_pts.append([x, 0.0])
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
 
 
@@ -389,12 +404,9 @@ def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_
             pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
             values = _samples(smooth, pts)
             top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(100, 130, 9)])))))
-            fall = -np.gradient(values) * 2  # over two samples, along +y: bright key top -> darker nameboard
-            falls = [k for k in range(1, len(ys) - 1)
-                     if fall[k] >= 6 and fall[k] >= fall[k - 1] and fall[k] >= fall[k + 1]
-                     and values[max(k - behind, 0)] >= 0.8 * top]
-            if falls:
-                image_pts.append(pts[min(falls, key=lambda k: abs(ys[k] - length))])
+            k = _step_nearest(values, ys, -1, behind, top, length)  # bright key top -> darker nameboard
+            if k is not None:
+                image_pts.append(pts[k])
                 world_pts.append([x, length])
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
 
@@ -403,14 +415,8 @@ def _back_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_p
     """Scale the fit's depth so that its back lies on the keys' measured back end, keeping the front in
     place: otherwise the black keys, whose proportions vary between pianos, set the depth."""
     image_pts, _ = _back_edge(gray, h, x0, n_white, px_per_mm, BACK_SEARCH_MM)
-    if len(image_pts) < 8:
-        return h
-    y = _apply(np.linalg.inv(h), image_pts)[:, 1]
-    back = float(np.median(y))
-    q1, q3 = np.percentile(y, [25, 75])
-    if abs(back - K.WHITE_KEY_LENGTH_MM) < 0.3 or q3 - q1 > 3.0:  # already there, or the measurements disagree
-        return h
-    return h @ np.diag([1.0, back / K.WHITE_KEY_LENGTH_MM, 1.0])
+    back = _measured_y(h, image_pts, K.WHITE_KEY_LENGTH_MM, 8)
+    return h if back is None else h @ np.diag([1.0, back / K.WHITE_KEY_LENGTH_MM, 1.0])
 
 
 def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
@@ -450,12 +456,8 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     whose proportions vary between pianos; the front edge is measured directly.
     """
     image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
-    if len(image_pts) < 10:
-        return h
-    y = _apply(np.linalg.inv(h), image_pts)[:, 1]
-    offset = float(np.median(y))
-    q1, q3 = np.percentile(y, [25, 75])
-    if abs(offset) < 0.3 or q3 - q1 > 3.0:  # already there, or the edge measurements disagree
+    offset = _measured_y(h, image_pts, 0.0, 10)
+    if offset is None:
         return h
     back = K.WHITE_KEY_LENGTH_MM
     return h @ np.array([[1.0, 0, 0], [0, (back - offset) / back, offset], [0, 0, 1]])

@@ -37,7 +37,7 @@ RANGES = {
     "hand_scale": (0.95, 1.2),
     # a pressed key's top tilts ~1.4 degrees (the light model shades it and moves its glare) and sinks
     # between its neighbours: extra darkening at full depth. On the real clip the back of a pressed
-    # white key changes by <1 grey level (scripts/bench_studio.py measures it)
+    # white key changes by <1 grey level (scripts/press_contrast.py measures it)
     "press_shade": (0.0, 0.05),
 }
 

@@ -104,11 +104,13 @@ class Renderer:
         self._rest_colours = [[tuple(float(x) for x in c) for c in colours] for _, _, colours, _ in self.key_faces]
         self._keybed_colour = np.array(self.params.case_bgr, float) * 0.25 + 8
 
-    def _key_bbox(self, index: int, depth: float) -> np.ndarray:
+    def _dipped(self, index: int, depth: float) -> np.ndarray:
+        """A key's visible faces (F, 4, 3) at ``depth`` (0 up .. 1 down)."""
         verts, dips, _, _ = self.key_faces[index]
-        moved = verts.copy()
-        moved[..., 2] -= depth * dips
-        px = self.camera.project(moved.reshape(-1, 3))
+        return verts - (depth * dips)[..., None] * [0, 0, 1]
+
+    def _key_bbox(self, index: int, depth: float) -> np.ndarray:
+        px = self.camera.project(self._dipped(index, depth).reshape(-1, 3))
         return np.concatenate([px.min(axis=0), px.max(axis=0)])
 
     # ---- drawing primitives ----------------------------------------------------------------------
@@ -117,15 +119,16 @@ class Renderer:
         cv2.fillConvexPoly(canvas, pts, tuple(float(c) for c in np.atleast_1d(colour)), cv2.LINE_AA, SHIFT)
 
     def _draw_key(self, canvas: np.ndarray, origin: np.ndarray, index: int, depth: float) -> None:
-        verts, dips, colours, tops = self.key_faces[index]
+        rest, _, colours, tops = self.key_faces[index]
         if depth:
-            verts = verts.copy()
-            verts[..., 2] -= depth * dips
+            verts = self._dipped(index, depth)
             px = self.camera.project(verts.reshape(-1, 3)).reshape(len(verts), 4, 2)
-            # the top tilts (the light model shades it) and sinks into its neighbours' shade
-            darken = [self._diffuse(plane_normal(moved)) / self._diffuse(plane_normal(rest)) * (1.0 - self.params.press_shade * depth)
-                      for moved, rest in zip(verts, self.key_faces[index][0])]
-            colours = [tuple(c * d) if top else tuple(c) for c, d, top in zip(colours, darken, tops)]
+            sunk = 1.0 - self.params.press_shade * depth  # into its neighbours' shade
+
+            def tilted(c, moved, at_rest):  # the top tilts: the light model shades it
+                return tuple(c * (self._diffuse(plane_normal(moved)) / self._diffuse(plane_normal(at_rest)) * sunk))
+
+            colours = [tilted(c, m, r) if top else tuple(c) for c, m, r, top in zip(colours, verts, rest, tops)]
         else:
             px, colours = self._rest_px[index], self._rest_colours[index]
         pts = np.round((px - origin) * ONE).astype(np.int32)
@@ -293,10 +296,8 @@ class Renderer:
         for i in indices:
             if depths[i] <= 1e-3:
                 continue
-            verts, dips, _, _ = self.key_faces[i]
-            moved = verts.copy()
-            moved[..., 2] -= depths[i] * dips
-            for face in np.concatenate([self._rest_px[i], self.camera.project(moved.reshape(-1, 3)).reshape(len(verts), 4, 2)]):
+            moved = self._dipped(i, depths[i])
+            for face in np.concatenate([self._rest_px[i], self.camera.project(moved.reshape(-1, 3)).reshape(len(moved), 4, 2)]):
                 self._fill(mask, face, origin, 255)
         return cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
 
@@ -319,9 +320,9 @@ class Renderer:
         origin = np.array([x0, y0], float)
         hh, hw = self.half_map.shape[:2]
         for i in pressed:
-            verts, dips, _, tops = self.key_faces[i]
+            tops = self.key_faces[i][3]
             if tops.any():
-                top = verts[tops][0] - np.outer(dips[tops][0] * depths[i], [0, 0, 1])
+                top = self._dipped(i, depths[i])[tops][0]
                 px = self.camera.project(top)
                 cx, cy = (px.mean(axis=0) // 4).astype(int)
                 half = self.half_map[np.clip(cy, 0, hh - 1), np.clip(cx, 0, hw - 1)]
