@@ -1,6 +1,7 @@
 """Lock from an image, a video or a camera: gather frames, fade the hands out, fit, check, and say what failed."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -71,11 +72,11 @@ FIRST_GUESSES_K1 = (0.0, -0.1, -0.2, 0.05)  # a strongly bent keyboard may need 
 CLEAR_AGREEMENT = 0.55  # a first fit this consistent is taken without trying the other guesses
 
 
-def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit | None]:
+def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit, float]:
     """k1 from a first lock: on the image as recorded, else (or when that fit is unconvincing: under a
     strong bend the wrong octave can fit the raw image loosely) after rough guesses of the distortion,
-    keeping the first fit that agrees with most of the keys' edges. Also returns that first fit when it
-    already is the fit on the right image (no distortion)."""
+    keeping the first fit that agrees with most of the keys' edges. Also returns that first fit and the
+    guess of k1 it was made under (its pixels are ideal under that guess)."""
     h, w = grey.shape
     failure, fits = None, []
     for guess in FIRST_GUESSES_K1:
@@ -91,11 +92,8 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, Keybo
     if not fits:
         raise failure
     _, guess, fit = max(fits, key=lambda f: f[0])
-    if guess == 0.0:
-        k1 = estimate_k1(fit, (w, h))
-        return k1, (fit if k1 == 0.0 else None)
-    fit.image_points = Lens(guess, w, h).distort(fit.image_points)  # back to recorded pixels
-    return estimate_k1(fit, (w, h)), None
+    recorded = replace(fit, image_points=Lens(guess, w, h).distort(fit.image_points)) if guess else fit
+    return estimate_k1(recorded, (w, h)), fit, guess
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
@@ -107,11 +105,15 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     h, w = frames[0].shape[:2]
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
-    fit = None
+    first = guess = None
     if k1 is None:
-        k1, fit = _estimate_lens(median, num_keys)
+        k1, first, guess = _estimate_lens(median, num_keys)
     gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
-    fit = fit or fit_keyboard(gray, num_keys)
+    if first is not None and guess == k1:
+        fit = first
+    else:  # refit on the undistorted image; a first lock has settled which key is which
+        near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
+        fit = fit_keyboard(gray, num_keys, near)
     if fit.agreement < MIN_AGREEMENT:
         raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit "
                              f"({fit.agreement:.0%} agree); film the keyboard less steeply, evenly lit, or give --keys")

@@ -29,9 +29,9 @@ REFERENCE = K.layout(88)
 BLACK_X_MM = np.array([k.centre for k in REFERENCE.blacks]) * U  # 88-key black key centres from A0's edge
 GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where every white gap shows
 LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
-# rows just behind the black keys' front ends where a black key is looked for (dark in 2 of 3): seen
-# from the music stand the nameboard hides the keys' back halves, and these rows stay in view
-BLACK_CHECK_ROWS_MM = (BLACK_FRONT_MM + 10.0, BLACK_FRONT_MM + 25.0, BLACK_FRONT_MM + 40.0)
+# rows just behind the black keys' front ends where a black key is looked for: seen from the music
+# stand a tall nameboard hides all but their front 20-40 mm, and these rows stay in view
+BLACK_CHECK_ROWS_MM = (BLACK_FRONT_MM + 6.0, BLACK_FRONT_MM + 13.0, BLACK_FRONT_MM + 20.0)
 BACK_SEARCH_MM = 12.0  # how far either side of the fit's back the keys' back end is looked for
 FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front edge is looked for (the depth may be short from behind)
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
@@ -47,7 +47,7 @@ class KeyboardFit:
     lowest: int
     num_keys: int
     agreement: float = 0.0  # share of white-key gap and front-edge measurements the fit explains
-    world_points: np.ndarray | None = None  # the measurements it explains: world mm ...
+    world_points: np.ndarray | None = None  # the measurements it explains: world mm (as the refit put them) ...
     image_points: np.ndarray | None = None  # ... and where they are in the image
 
     @property
@@ -58,6 +58,10 @@ class KeyboardFit:
     @property
     def width_mm(self) -> float:
         return K.layout(self.num_keys, self.lowest).num_white * U
+
+    def ends(self) -> np.ndarray:
+        """Ideal-pixel points of the keyboard's two ends (see ``_ends``): what says which key is which."""
+        return _ends(self.world_to_image, self.lowest, self.num_keys)
 
     def corners(self) -> np.ndarray:
         """Ideal-pixel corners of the white-key surface in CONTRACTS order (back-low, back-high, front-high, front-low)."""
@@ -221,6 +225,12 @@ def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int], searc
     octaves = np.array([int(np.ceil((p - K.HIGHEST_PITCH) / 12)) if p > K.HIGHEST_PITCH else
                         -int(np.ceil((K.LOWEST_PITCH - p) / 12)) if p < K.LOWEST_PITCH else 0 for p in pitches], int)
     x = np.array([REFERENCE.key(p - 12 * o).centre * U for p, o in zip(pitches, octaves)]).reshape(-1) + octaves * 7 * U
+    return _dark_at(gray, h, x, search, rows, distort)
+
+
+def _dark_at(gray: np.ndarray, h: np.ndarray, x: np.ndarray, search: float, rows: int, distort) -> tuple[np.ndarray, np.ndarray]:
+    """``_black_keys_shown`` for any x (mm): dark between bright half a white key either side, in at
+    least ``rows`` rows; and in the frame."""
     step = 0.05
     beside = int(round(0.5 / step))  # samples from a key's centre to where its white neighbours are
     shifts = np.arange(-search, search + step / 2, step) if search else np.zeros(1)
@@ -449,8 +459,9 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     return h_top if h is None else h
 
 
-def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
-    """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back in place.
+def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray | None:
+    """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back in place;
+    None when the edge does not show.
 
     Gap measurements fix x but inherit their y from the fit, so the depth comes from the black keys,
     whose proportions vary between pianos; the front edge is measured directly.
@@ -458,7 +469,7 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
     offset = _measured_y(h, image_pts, 0.0, 10)
     if offset is None:
-        return h
+        return None
     back = K.WHITE_KEY_LENGTH_MM
     return h @ np.array([[1.0, 0, 0], [0, (back - offset) / back, offset], [0, 0, 1]])
 
@@ -529,14 +540,23 @@ def _stretched(gray: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(gray, alpha=255.0 / (hi - lo), beta=-lo * 255.0 / (hi - lo))
 
 
-def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
-    """Lock onto the keyboard in an (ideal, undistorted) grey image."""
+SAME_KEYS_PX = 2.0  # white keys' width: how far a refit's ends may lie from the lock it confirms (an octave is 7)
+
+
+def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray | None = None) -> KeyboardFit:
+    """Lock onto the keyboard in an (ideal, undistorted) grey image.
+
+    ``near``: where a lock already made on the same view (under another guess of the lens) puts the
+    keyboard's ends (``KeyboardFit.ends``, in this image's pixels): which key is which is then settled,
+    and only hypotheses that put the ends there are weighed."""
     row = find_black_keys(gray)
     if len(row) < 8:
         raise PianoedgeError("no keyboard found: fewer than 8 black keys visible. Make sure the keys are in view and lit")
     best = _hypotheses(gray, row, (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES))
     if best is None:
         raise PianoedgeError("no keyboard found: the dark blobs do not follow the black keys' 2-3 pattern")
+    if near is not None:
+        best = [b for b in best if _same_keys(b[4], b[2], b[3], near)]
     if not best:
         raise PianoedgeError("keyboard size unclear: no 61/76/88-key keyboard holds the black keys found")
     best.sort(key=lambda b: -b[0])
@@ -553,14 +573,33 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None) -> KeyboardFit:
     # corrected for parallax; keep the start whose fit agrees with the most gap and edge measurements
     results = [_refine(gray, start, x0, n_white, px_per_mm) for start in (h, _white_plane(gray, h, x0, n_white, px_per_mm))]
     h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
-    h = _front_to_edge(gray, h, x0, n_white, px_per_mm)
-    depth = _depth_seen_from_behind(h, x0, n_white * U, gray.shape)
-    if not _seen_from_behind(h, x0, n_white * U):  # the back ends are in view
-        h = _back_to_edge(gray, h, x0, n_white, px_per_mm)
-    h = h @ np.diag([1.0, depth, 1.0])
-    world_pts = world_pts / [1.0, depth]
+    if _seen_from_behind(h, x0, n_white * U):
+        # from the music stand: a first depth from perspective brings the front edge within reach,
+        # and with the front in place the perspective gives the depth again, now both ways
+        h = _front_to_edge(gray, _depth_from_perspective(h, gray.shape, lengthen_only=True), x0, n_white, px_per_mm)
+        if h is None:
+            raise PianoedgeError("no reliable lock: seen from behind, the keys' front edge does not show against the case, "
+                                 "so their depth is unknown; film from the player's side or from above, or light the keys' front")
+        h = _depth_from_perspective(h, gray.shape)
+    else:  # the back ends are in view: measure both edges (where they show)
+        front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
+        h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, agree / possible, world_pts, image_pts)
+
+
+def _ends(h: np.ndarray, lo: int, size: int) -> np.ndarray:
+    """Image points of the keyboard's low and high ends on the line of the black keys' front ends
+    (where a fit on the black keys is surest, whatever its depth)."""
+    x0, width = REFERENCE.key(lo).left * U, K.layout(size).num_white * U
+    return _apply(h, np.array([[x0, BLACK_FRONT_MM], [x0 + width, BLACK_FRONT_MM]]))
+
+
+def _same_keys(h: np.ndarray, lo: int, size: int, near: np.ndarray) -> bool:
+    """Whether a hypothesis puts both ends of the keyboard within ``SAME_KEYS_PX`` white keys of ``near``."""
+    ends = _ends(h, lo, size)
+    key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(size).num_white
+    return bool(np.linalg.norm(ends - near, axis=1).max() < SAME_KEYS_PX * key_px)
 
 
 def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
@@ -570,27 +609,26 @@ def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
     return bool(np.linalg.norm(p[3] - p[2]) > 1.02 * np.linalg.norm(p[1] - p[0]))
 
 
-def _depth_seen_from_behind(h: np.ndarray, x0: float, width: float, shape: tuple[int, int]) -> float:
-    """Factor by which the fit's key depth must grow (>= 1) when the camera looks from behind the keys.
+def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only: bool = False) -> np.ndarray:
+    """The fit with its key depth set from perspective, keeping the front in place (for a camera behind
+    the keys, where the nameboard hides their back ends and the black keys' backs, so that the keys
+    look shorter than they are and a depth taken from them is too shallow).
 
-    From the music stand the nameboard hides the keys' back ends (and the black keys' backs), so the
-    keys look shorter than they are and the fit, which takes depth from them, is too shallow. Depth
-    then comes from perspective instead: with square pixels and the principal point at the centre,
-    the plane's x and y axes must come out orthogonal and equally long (Zhang's constraints), which
-    fixes the focal length and the y scale. Kept to what physics allows: only from behind (the keys
-    look wider at the back than at the front), only a plausible focal length, only lengthening.
+    With square pixels and the principal point at the centre, the plane's x and y axes must come out
+    orthogonal and equally long (Zhang's constraints), which fixes the focal length and the y scale.
+    Unchanged when there is too little perspective to tell the focal length; ``lengthen_only``: for a
+    first estimate, only the lengthening that hidden back ends call for.
     """
     height, width_px = shape
-    if not _seen_from_behind(h, x0, width):
-        return 1.0  # seen from the player's side or from straight above: the back ends are in view
     g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
     g1, g2 = g[:, 0], g[:, 1]
     f2 = -(g1[0] * g2[0] + g1[1] * g2[1]) / (g1[2] * g2[2])
     if not MIN_FOCAL * width_px <= np.sqrt(max(f2, 0.0)) <= MAX_FOCAL * width_px:
-        return 1.0  # too little perspective to tell the focal length
+        return h
     length_x = (g1[0] ** 2 + g1[1] ** 2) / f2 + g1[2] ** 2
     length_y = (g2[0] ** 2 + g2[1] ** 2) / f2 + g2[2] ** 2
-    return float(max(np.sqrt(length_x / length_y), 1.0))
+    depth = float(np.sqrt(length_x / length_y))
+    return h @ np.diag([1.0, max(depth, 1.0) if lengthen_only else depth, 1.0])
 
 
 def _px_per_mm(h: np.ndarray, lo: int, size: int) -> float:
@@ -618,10 +656,18 @@ def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
     return best if counts.max() > 1.1 * agreeing(0.0) else 0.0
 
 
+NO_BLACK_KEY_U = 0.2  # white keys either side of an E-F or B-C boundary: where a keyboard one key off has a black key
+
+
 def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
-    """Share of this keyboard's black keys in the frame that show as dark keys between white ones
-    where the fit puts them: near 1 for a good lock, low for a wrong or stale one (hands hide a few).
+    """Share of this keyboard's black keys in the frame that show as dark keys between white ones where
+    the fit puts them, and of the places beside its E-F and B-C boundaries that show none: near 1 for
+    a good lock, low for a wrong or stale one (hands hide a few). A lock one white key off still finds
+    three black keys in five (the 2-3 groups), but black keys beside every E-F and B-C boundary.
     ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
-    dark, inside = _black_keys_shown(gray, fit.world_to_image, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks],
-                                     rows=len(BLACK_CHECK_ROWS_MM), distort=distort)  # every row: a lock a key off must fail
-    return float((dark & inside).sum() / max(inside.sum(), 1))
+    h, rows = fit.world_to_image, len(BLACK_CHECK_ROWS_MM)  # every row: a lock a key off must fail
+    dark, inside = _black_keys_shown(gray, h, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks], rows=rows, distort=distort)
+    boundaries = [fit.x0_mm + i * U for i in range(1, K.layout(fit.num_keys).num_white) if _is_long_gap(fit.x0_mm + i * U)]
+    beside = np.add.outer(boundaries, [-NO_BLACK_KEY_U * U, NO_BLACK_KEY_U * U]).ravel()
+    stray, clear = _dark_at(gray, h, beside, 0.0, 1, distort)  # dark in any row: a black key is there
+    return float(((dark & inside).sum() + (~stray & clear).sum()) / max(inside.sum() + clear.sum(), 1))
