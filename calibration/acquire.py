@@ -69,17 +69,19 @@ def frames_from_camera(index: int, count: int = FRAMES, seconds: float = 2.0) ->
 
 
 FIRST_GUESSES_K1 = (0.0, -0.1, -0.2, 0.05)  # a strongly bent keyboard may need a rough undistortion to lock at all
-CLEAR_AGREEMENT = 0.55  # a first fit this consistent is taken without trying the other guesses
+ALWAYS_TRIED = 2  # the first two guesses are always compared: a bent keyboard can fit the raw image loosely,
+# and the lens estimated from that fit's own measurements then says the lens is straight
+CLEAR_AGREEMENT = 0.55  # after those, a fit this consistent is taken without trying the other guesses
 
 
 def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit, float]:
-    """k1 from a first lock: on the image as recorded, else (or when that fit is unconvincing: under a
-    strong bend the wrong octave can fit the raw image loosely) after rough guesses of the distortion,
-    keeping the first fit that agrees with most of the keys' edges. Also returns that first fit and the
-    guess of k1 it was made under (its pixels are ideal under that guess)."""
+    """k1 from a first lock: on the image as recorded and after a rough guess of the distortion (more
+    guesses while no fit is convincing: under a strong bend the wrong octave can fit the raw image
+    loosely), keeping the fit that agrees with most of the keys' edges. Also returns that first fit and
+    the guess of k1 it was made under (its pixels are ideal under that guess)."""
     h, w = grey.shape
     failure, fits = None, []
-    for guess in FIRST_GUESSES_K1:
+    for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
         lens = Lens(guess, w, h)
         try:
             fit = fit_keyboard(cv2.remap(grey, *lens.undistort_maps(), cv2.INTER_LINEAR) if guess else grey, num_keys)
@@ -87,7 +89,7 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, Keybo
             failure = failure or exc
             continue
         fits.append((fit.agreement, guess, fit))
-        if fit.agreement >= CLEAR_AGREEMENT:
+        if tried >= ALWAYS_TRIED and max(fits, key=lambda f: f[0])[0] >= CLEAR_AGREEMENT:
             break
     if not fits:
         raise failure

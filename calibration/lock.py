@@ -369,32 +369,40 @@ def _step_nearest(values: np.ndarray, ys: np.ndarray, sign: int, reach: int, top
     return min(edges, key=lambda k: abs(ys[k] - target)) if edges else None
 
 
-def _measured_y(h: np.ndarray, image_pts: np.ndarray, expected: float, least: int) -> float | None:
-    """Median world y (in ``h``'s frame) of measured edge points, when there are ``least`` of them, they
-    agree (interquartile range within 3 mm) and they are not already at ``expected`` (within 0.3 mm)."""
+def _measured_y(h: np.ndarray, image_pts: np.ndarray, least: int) -> float | None:
+    """Median world y (in ``h``'s frame) of measured edge points, when there are ``least`` of them and
+    they agree (interquartile range within 3 mm); None when the edge does not show."""
     if len(image_pts) < least:
         return None
     y = _apply(np.linalg.inv(h), image_pts)[:, 1]
     q1, median, q3 = np.percentile(y, [25, 50, 75])
-    return None if abs(median - expected) < 0.3 or q3 - q1 > 3.0 else float(median)
+    return None if q3 - q1 > 3.0 else float(median)
+
+
+def _edge_points(gray: np.ndarray, h: np.ndarray, xs: np.ndarray, ys: np.ndarray, top_ys: np.ndarray, sign: int,
+                 reach: int, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """Along world y ``ys`` at each x of ``xs``: the edge nearest ``target`` (``_step_nearest``, the key
+    top's brightness the median at ``top_ys``), as image points with their world points (y = target)."""
+    smooth = cv2.blur(gray, (3, 3))
+    pts = _apply(h, np.column_stack([np.repeat(xs, len(ys)), np.tile(ys, len(xs))])).reshape(len(xs), len(ys), 2)
+    values = _samples(smooth, pts.reshape(-1, 2)).reshape(len(xs), len(ys))
+    tops = _samples(smooth, _apply(h, np.column_stack([np.repeat(xs, len(top_ys)), np.tile(top_ys, len(xs))])))
+    tops = np.median(tops.reshape(len(xs), len(top_ys)), axis=1)
+    image_pts, world_pts = [], []
+    for i, x in enumerate(xs):
+        k = _step_nearest(values[i], ys, sign, reach, float(tops[i]), target)
+        if k is not None:
+            image_pts.append(pts[i, k])
+            world_pts.append([x, target])
+    return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
 
 
 def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
-    """Image points of the keys' front edge (y = 0) with their world points."""
-    image_pts, world_pts = [], []
-    smooth = cv2.blur(gray, (3, 3))
+    """Image points of the keys' front edge (y = 0) with their world points: the rise from the dark
+    front to the bright key top nearest the fit's front, at the middle of every white key."""
     ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
-    ahead = int(round(2 * px_per_mm))
-    for i in range(n_white):
-        x = x0 + (i + 0.5) * U
-        pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
-        values = _samples(smooth, pts)
-        top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(12, 36, 9)])))))
-        k = _step_nearest(values, ys, 1, ahead, top, 0.0)  # dark front -> bright key top
-        if k is not None:
-            image_pts.append(pts[k])
-            world_pts.append([x, 0.0])
-    return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
+    xs = x0 + (np.arange(n_white) + 0.5) * U
+    return _edge_points(gray, h, xs, ys, np.linspace(12, 36, 9), 1, int(round(2 * px_per_mm)), 0.0)
 
 
 def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
@@ -402,30 +410,17 @@ def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_
     beside each E-F and B-C boundary (no black key there), the fall from the key top to the nameboard
     nearest the fit's back."""
     length = K.WHITE_KEY_LENGTH_MM
-    smooth = cv2.blur(gray, (3, 3))
     ys = np.linspace(length - span, length + span, int(2 * span * px_per_mm) + 1)
-    behind = int(round(2 * px_per_mm))
-    image_pts, world_pts = [], []
-    for i in range(1, n_white):
-        boundary = x0 + i * U
-        if not _is_long_gap(boundary):
-            continue
-        for x in (boundary - 0.2 * U, boundary + 0.2 * U):
-            pts = _apply(h, np.column_stack([np.full_like(ys, x), ys]))
-            values = _samples(smooth, pts)
-            top = float(np.median(_samples(smooth, _apply(h, np.column_stack([np.full(9, x), np.linspace(100, 130, 9)])))))
-            k = _step_nearest(values, ys, -1, behind, top, length)  # bright key top -> darker nameboard
-            if k is not None:
-                image_pts.append(pts[k])
-                world_pts.append([x, length])
-    return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
+    boundaries = [x0 + i * U for i in range(1, n_white) if _is_long_gap(x0 + i * U)]
+    xs = np.add.outer(boundaries, [-0.2 * U, 0.2 * U]).ravel()
+    return _edge_points(gray, h, xs, ys, np.linspace(100, 130, 9), -1, int(round(2 * px_per_mm)), length)
 
 
 def _back_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray:
     """Scale the fit's depth so that its back lies on the keys' measured back end, keeping the front in
     place: otherwise the black keys, whose proportions vary between pianos, set the depth."""
     image_pts, _ = _back_edge(gray, h, x0, n_white, px_per_mm, BACK_SEARCH_MM)
-    back = _measured_y(h, image_pts, K.WHITE_KEY_LENGTH_MM, 8)
+    back = _measured_y(h, image_pts, 8)
     return h if back is None else h @ np.diag([1.0, back / K.WHITE_KEY_LENGTH_MM, 1.0])
 
 
@@ -467,7 +462,7 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     whose proportions vary between pianos; the front edge is measured directly.
     """
     image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
-    offset = _measured_y(h, image_pts, 0.0, 10)
+    offset = _measured_y(h, image_pts, 10)
     if offset is None:
         return None
     back = K.WHITE_KEY_LENGTH_MM
@@ -640,20 +635,24 @@ def _px_per_mm(h: np.ndarray, lo: int, size: int) -> float:
 
 def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
     """Radial distortion under which the most measured gap and front-edge points fit one homography
-    (the keys' edges are straight lines): 0 when the lens does not measurably bend them."""
+    (the keys' edges are straight lines), ties (within 2 %) going to the smallest median distance of
+    all points from it: 0 when the lens does not measurably bend them."""
 
-    def agreeing(k1: float) -> int:
+    def consistency(k1: float) -> tuple[int, float]:
         pts = Lens(k1, *image_size).undistort(fit.image_points)
         h, inliers = cv2.findHomography(fit.world_points, pts, cv2.RANSAC, 1.0)
-        return 0 if h is None else int(inliers.sum())
+        if h is None:
+            return 0, np.inf
+        return int(inliers.sum()), float(np.median(np.linalg.norm(_apply(h, fit.world_points) - pts, axis=1)))
 
     if fit.world_points is None or len(fit.world_points) < 20:
         return 0.0
     grid = np.round(np.arange(-0.3, 0.1001, 0.01), 3)
-    counts = np.array([agreeing(k) for k in grid])
-    best = float(grid[int(np.argmax(counts))])
+    counts, spread = np.array([consistency(k) for k in grid]).T
+    near_best = np.flatnonzero(counts >= 0.98 * counts.max())
+    best = float(grid[near_best[np.argmin(spread[near_best])]])
     # only when it matters: clearly more of the keys' edges line up than with no distortion at all
-    return best if counts.max() > 1.1 * agreeing(0.0) else 0.0
+    return best if counts.max() > 1.1 * counts[grid == 0.0][0] else 0.0
 
 
 NO_BLACK_KEY_U = 0.2  # white keys either side of an E-F or B-C boundary: where a keyboard one key off has a black key
