@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import TakeData
+from pianoedge.models.data import CONTEXT_FPS, TakeData
 from pianoedge.models.net import CONTEXT, PianoNet
 from pianoedge.models.train import evaluate, load_takes_list, load_thresholds, load_weights
 from pianoedge.runtime.backend import OrtBackend, frame_latency_ms, take_posteriors
@@ -32,7 +32,7 @@ class TorchBackend:
     def __init__(self, net: PianoNet, decoder: dict | None = None):
         torch.set_num_threads(1)  # like the ONNX Runtime sessions: one core per stream
         self.net, self.context = net.eval(), CONTEXT
-        self.artifact = Artifact("torch", "torch", "fp32", {}, onnx_export.STRIP_SIZE, CONTEXT, decoder or {}, {})
+        self.artifact = Artifact("torch", "torch", "fp32", {}, onnx_export.STRIP_SIZE, CONTEXT, decoder or {}, {}, CONTEXT_FPS)
 
     @torch.no_grad()
     def key_features(self, strips, rest, pool):
@@ -53,14 +53,14 @@ def spread_takes(folders: list[Path], limit: int) -> list:
 
 def _ort_backend(name: str, precision: str, files: dict[str, Path]) -> OrtBackend:
     """An ONNX Runtime backend on freshly written graphs (not yet in a manifest)."""
-    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}))
+    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}, CONTEXT_FPS))
 
 
 def check_parity(net: PianoNet, fp32: OrtBackend, data: TakeData) -> float:
     """Largest difference of any probability between ONNX Runtime FP32 and PyTorch on a real take."""
     strips = data.strips[:120]
-    ours = take_posteriors(fp32, strips, data.rest, data.num_keys, data.lowest)
-    reference = onnx_export.torch_posteriors(net, strips, data.rest, data.num_keys, data.lowest)
+    ours = take_posteriors(fp32, strips, data.rest, data.num_keys, data.lowest, data.fps)
+    reference = onnx_export.torch_posteriors(net, strips, data.rest, data.num_keys, data.lowest, data.fps)
     gap = float(np.abs(ours - reference).max())
     if gap > PARITY:
         raise PianoedgeError(f"ONNX export differs from PyTorch by {gap:.2e} (> {PARITY:.0e}); not writing a manifest")
@@ -71,7 +71,7 @@ def measure(backend, takes: list[TakeData], thresholds) -> dict:
     """Validation metrics (as ``pianoedge eval``) and live per-frame latency (88 keys, one thread)."""
     result = {}
     if takes:
-        probs = [take_posteriors(backend, d.strips, d.rest, d.num_keys, d.lowest) for d in takes]
+        probs = [take_posteriors(backend, d.strips, d.rest, d.num_keys, d.lowest, d.fps) for d in takes]
         result["metrics"] = evaluate(None, takes, thresholds, probs)[0]
     sample = takes[0] if takes else None
     strips = sample.strips[:LATENCY_FRAMES] if sample else np.random.default_rng(0).integers(0, 256, (50, 53, 442), np.uint8)
@@ -118,7 +118,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
         for method in quantize.METHODS:
             paths = quantize.quantize_int8(fp32, calib_takes, graphs, method, suffix=f".int8-{method}")
             runner = _ort_backend("ort-int8", "int8", paths)
-            probs = [take_posteriors(runner, d.strips, d.rest, d.num_keys, d.lowest) for d in val_takes]
+            probs = [take_posteriors(runner, d.strips, d.rest, d.num_keys, d.lowest, d.fps) for d in val_takes]
             onset = evaluate(None, val_takes, thresholds, probs)[0]["onset_f1"] if val_takes else 0.0
             trials[method] = (onset, paths)
             log(f"INT8 calibration {method}: validation onset F1 {onset:.3f}")
@@ -142,7 +142,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
             engines = {g: tensorrt.build_engine(out_dir / f["path"], g, prec, out_dir / "engines") for g, f in source.items()}
             artifacts[name] = {"backend": "trt", "precision": prec, "files": {g: file_entry(p, out_dir) for g, p in engines.items()},
                                "date": today}
-    manifest = {"model": "pianonet", "strip_size": list(onnx_export.STRIP_SIZE), "context": CONTEXT,
+    manifest = {"model": "pianonet", "strip_size": list(onnx_export.STRIP_SIZE), "context": CONTEXT, "context_fps": CONTEXT_FPS,
                 "decoder": thresholds.__dict__, "default": default_artifact(artifacts), "artifacts": artifacts,
                 "validation_takes": [d.name for d in val_takes]}
     write_manifest(out_dir / "manifest.json", manifest)

@@ -89,10 +89,10 @@ def simplify(path: Path) -> None:
 
 
 @torch.no_grad()
-def torch_posteriors(net: PianoNet, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int) -> np.ndarray:
+def torch_posteriors(net: PianoNet, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, fps: float) -> np.ndarray:
     """The PyTorch reference for ``runtime.backend.take_posteriors`` on the same frames."""
     from pianoedge.models.data import TakeData
     from pianoedge.models.train import posteriors
 
-    take = TakeData("parity", strips, rest, {}, [], lowest, num_keys, 30.0)
+    take = TakeData("parity", strips, rest, {}, [], lowest, num_keys, fps)
     return posteriors(net.eval(), take)

@@ -16,7 +16,14 @@ from pianoedge.notes import Note
 from pianoedge.takes import Take, frame_labels
 
 STRIP_SIZE = (442, 53)  # model input (width, height): the canonical strip at half size, ~8.5 px per white key
+CONTEXT_FPS = 30.0  # the head's context frames are about 1/30 s apart whatever the camera's rate (every other frame at 50-60 fps)
 REST_FRAMES = 9  # frames whose median is the keyboard at rest (as the lock combines them)
+
+
+def context_stride(fps: float, context_fps: float | None = CONTEXT_FPS) -> int:
+    """Frames from one of the head's context frames to the next at this frame rate, so that a press
+    spans as many of them at 60 fps as at 30; 1 for a model trained on consecutive frames (``context_fps`` None)."""
+    return max(1, int(round(fps / context_fps))) if context_fps else 1
 
 
 def rest_view(strips: np.ndarray) -> np.ndarray:

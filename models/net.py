@@ -2,8 +2,8 @@
 
 Per frame, the trunk turns the grey strip (H x W) into features along the keyboard (C x W); each key
 averages the columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
-looks at a key's features over the last ``CONTEXT`` frames (a press is a motion) and says, for the
-newest frame: key down, onset, offset (logits) and velocity (0..1 of 127). The runtime runs the trunk
+looks at a key's features over ``CONTEXT`` recent frames, about 1/30 s apart at any frame rate (a
+press is a motion; ``data.context_stride``), and says, for the newest frame: key down, onset, offset (logits) and velocity (0..1 of 127). The runtime runs the trunk
 once per frame and keeps the last features, so a frame costs one trunk pass whatever the context.
 Host only (torch).
 """
@@ -70,13 +70,14 @@ class PianoNet(nn.Module):
         x = torch.stack([strips - 127.5, strips - rest.float().expand_as(strips)], dim=1)
         return torch.einsum("ncw,kw->nkc", self.trunk(x), pool)
 
-    def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
-        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L - CONTEXT + 1, keys, 4):
-        outputs for every frame that has a full context behind it."""
+    def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L - span + 1, keys, 4): outputs
+        for every frame that has a full context behind it, its frames ``stride`` apart (``data.context_stride``)
+        over a span of (CONTEXT - 1) * stride + 1 frames."""
         b, length, h, w = clips.shape
         rest = rest[:, None].expand(b, length, h, w).reshape(b * length, h, w)
         feats = self.key_features(clips.reshape(b * length, h, w), rest, pool).reshape(b, length, pool.shape[0], -1)
-        windows = feats.unfold(1, CONTEXT, 1).permute(0, 1, 4, 2, 3)  # (B, L-C+1, C, keys, F)
+        windows = feats.unfold(1, (CONTEXT - 1) * stride + 1, 1)[..., ::stride].permute(0, 1, 4, 2, 3)  # (B, n, C, keys, F)
         n = windows.shape[1]
         out = self.head(windows.reshape(b * n, CONTEXT, pool.shape[0], -1), black)
         return out.reshape(b, n, pool.shape[0], len(OUTPUTS))

@@ -23,7 +23,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 from pianoedge.takes import find_takes
 
-from .data import STRIP_SIZE, TakeData, black_flags, key_pool, load_take
+from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_stride, key_pool, load_take
 from .decode import Thresholds, decode
 from .evaluate import mean_of, score
 from .net import CONTEXT, OUTPUTS, PianoNet
@@ -80,9 +80,11 @@ def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tup
 
 
 def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
-    """Clips from one keyboard size (the pooling is per size): inputs and targets."""
-    size = takes[int(rng.integers(len(takes)))].num_keys
-    pool = [t for t in takes if t.num_keys == size and len(t.strips) >= settings.clip]
+    """Clips from one keyboard size (the pooling is per size) and one context stride (frame rate):
+    inputs, targets, pooling, black flags and the stride."""
+    first = takes[int(rng.integers(len(takes)))]
+    size, stride = first.num_keys, context_stride(first.fps)
+    pool = [t for t in takes if t.num_keys == size and context_stride(t.fps) == stride and len(t.strips) >= settings.clip]
     clips, rests, targets = [], [], []
     for _ in range(settings.batch):
         data = pool[int(rng.integers(len(pool)))]
@@ -90,13 +92,13 @@ def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
         clip, rest = _jitter(data.strips[start : start + settings.clip], data.rest, rng)
         clips.append(clip)
         rests.append(rest)
-        frames = slice(start + CONTEXT - 1, start + settings.clip)
+        frames = slice(start + (CONTEXT - 1) * stride, start + settings.clip)
         keys = K.layout(data.num_keys, data.lowest).slots
         targets.append(np.stack([data.labels["pressed"][frames, keys], data.labels["onset"][frames, keys],
                                  data.labels["offset"][frames, keys], data.labels["velocity"][frames, keys] / 127.0], axis=2))
     lowest = pool[0].lowest
     return (torch.from_numpy(np.stack(clips)), torch.from_numpy(np.stack(rests)), torch.from_numpy(np.stack(targets).astype(np.float32)),
-            torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)))
+            torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)), stride)
 
 
 def loss_of(out: torch.Tensor, target: torch.Tensor, settings: Settings) -> torch.Tensor:
@@ -111,14 +113,16 @@ def loss_of(out: torch.Tensor, target: torch.Tensor, settings: Settings) -> torc
 @torch.no_grad()
 def posteriors(net: PianoNet, data: TakeData, chunk: int = 256) -> np.ndarray:
     """(frames, keys, 4) probabilities for a whole take: P(down), P(onset), P(offset), velocity 0..1.
-    The first frames reuse the first frame as their past."""
+    The first frames reuse the first frame as their past; context frames are ``context_stride`` apart."""
     net.eval()
     pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
     black = torch.from_numpy(black_flags(data.num_keys, data.lowest))
     rest = torch.from_numpy(data.rest)[None]
     feats = torch.cat([net.key_features(torch.from_numpy(data.strips[i : i + chunk]), rest, pool) for i in range(0, len(data.strips), chunk)])
-    feats = torch.cat([feats[:1].expand(CONTEXT - 1, -1, -1), feats])
-    windows = feats.unfold(0, CONTEXT, 1).permute(0, 3, 1, 2)  # (frames, CONTEXT, keys, F)
+    stride = context_stride(data.fps)
+    span = (CONTEXT - 1) * stride + 1
+    feats = torch.cat([feats[:1].expand(span - 1, -1, -1), feats])
+    windows = feats.unfold(0, span, 1)[..., ::stride].permute(0, 3, 1, 2)  # (frames, CONTEXT, keys, F)
     out = torch.cat([net.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
     return torch.cat([torch.sigmoid(out[..., :3]), out[..., 3:]], dim=2).numpy()
 
@@ -194,8 +198,8 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
         bar = progress_factory and progress_factory(settings.steps_per_epoch, "step", f"epoch {epoch + 1}/{settings.epochs}")
         losses, started = [], time.perf_counter()
         for _ in range(settings.steps_per_epoch):
-            clips, rest, target, pool, black = _batch(train_takes, settings, rng)
-            loss = loss_of(net(clips, rest, pool, black), target, settings)
+            clips, rest, target, pool, black, stride = _batch(train_takes, settings, rng)
+            loss = loss_of(net(clips, rest, pool, black, stride), target, settings)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -228,7 +232,8 @@ def save_weights(net: PianoNet, folder: Path, manifest: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), folder / "pianonet.pt")
-    manifest = {"model": "pianonet", "strip_size": list(STRIP_SIZE), "context": CONTEXT, "outputs": list(OUTPUTS), **manifest}
+    manifest = {"model": "pianonet", "strip_size": list(STRIP_SIZE), "context": CONTEXT, "context_fps": CONTEXT_FPS,
+                "outputs": list(OUTPUTS), **manifest}
     (folder / "pianonet.json").write_text(json.dumps(manifest, indent=1))
 
 

@@ -119,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         def transcribe(take):
             data = load_take(take, backend.artifact.strip_size)
-            probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest)
+            probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps)
             return decode(probs, data.lowest, data.fps, thresholds), data.fps, len(data.strips)
     else:
         from pianoedge.models import decode, train

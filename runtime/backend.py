@@ -2,8 +2,9 @@
 
 A backend runs PianoNet's two graphs: ``features`` (strips + the keyboard at rest + the key pooling
 matrix -> per-key features, all keys in one batch) and ``head`` (each key's features over the last
-``context`` frames -> P(down), P(onset), P(offset), velocity 0..1). Live, the runtime runs ``features``
-once per frame and keeps the last ``context`` results; offline, ``take_posteriors`` batches frames.
+``context`` frames, ``context_stride`` apart -> P(down), P(onset), P(offset), velocity 0..1). Live, the
+runtime runs ``features`` once per frame and keeps the results its head will read; offline,
+``take_posteriors`` batches frames.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import black_flags, key_pool
+from pianoedge.models.data import black_flags, context_stride, key_pool
 
 from .manifest import MANIFEST, Artifact, load_artifact
 
@@ -53,34 +54,44 @@ class OrtBackend:
         return self._head.run(None, {"features": np.ascontiguousarray(windows, np.float32), "black": black})[0]
 
 
-def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, chunk: int = 64) -> np.ndarray:
-    """(frames, keys, 4) posteriors for a whole clip, as the live runtime would give them frame by frame
-    (the first frames reuse the first frame as their past)."""
+def _span(backend, fps: float) -> tuple[int, int]:
+    """(frames from the oldest context frame to the newest, inclusive; the stride between them) at ``fps``."""
+    stride = context_stride(fps, backend.artifact.context_fps)
+    return (backend.context - 1) * stride + 1, stride
+
+
+def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, fps: float,
+                    chunk: int = 64) -> np.ndarray:
+    """(frames, keys, 4) posteriors for a whole clip filmed at ``fps``, as the live runtime would give them
+    frame by frame (the first frames reuse the first frame as their past)."""
     width = strips.shape[2]
     pool, black = key_pool(num_keys, lowest, width), black_flags(num_keys, lowest)
+    span, stride = _span(backend, fps)
     feats = np.concatenate([backend.key_features(strips[i : i + chunk], rest, pool) for i in range(0, len(strips), chunk)])
-    feats = np.concatenate([np.repeat(feats[:1], backend.context - 1, axis=0), feats])
-    windows = np.lib.stride_tricks.sliding_window_view(feats, backend.context, axis=0).transpose(0, 3, 1, 2)
+    feats = np.concatenate([np.repeat(feats[:1], span - 1, axis=0), feats])
+    windows = np.lib.stride_tricks.sliding_window_view(feats, span, axis=0)[..., ::stride].transpose(0, 3, 1, 2)
     return np.concatenate([backend.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
 
 
 class KeyStream:
-    """Live inference for one keyboard, frame by frame: each strip's key features join the last ``context``
-    frames' (the first frame stands in for the frames before it) and the head reads them."""
+    """Live inference for one keyboard filmed at ``fps``, frame by frame: each strip's key features join
+    the recent frames' (the first frame stands in for the frames before it) and the head reads its
+    context frames among them."""
 
-    def __init__(self, backend, rest: np.ndarray, num_keys: int, lowest: int):
+    def __init__(self, backend, rest: np.ndarray, num_keys: int, lowest: int, fps: float):
         self.backend, self.rest = backend, rest
         self.pool, self.black = key_pool(num_keys, lowest, rest.shape[1]), black_flags(num_keys, lowest)
+        self.span, self.stride = _span(backend, fps)
         self._window: np.ndarray | None = None
 
     def posteriors(self, strip: np.ndarray) -> np.ndarray:
         """(keys, 4) posteriors of the newest frame."""
         features = self.backend.key_features(strip[None], self.rest, self.pool)
         if self._window is None:
-            self._window = np.repeat(features[None], self.backend.context, axis=1)
+            self._window = np.repeat(features[None], self.span, axis=1)
         else:
             self._window = np.concatenate([self._window[:, 1:], features[None]], axis=1)
-        return self.backend.head(self._window, self.black)[0]
+        return self.backend.head(self._window[:, :: self.stride], self.black)[0]
 
 
 def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int,
@@ -89,7 +100,7 @@ def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: in
     ``strips`` after ``warmup`` untimed frames; monotonic clock."""
     import time
 
-    stream = KeyStream(backend, rest, num_keys, lowest)
+    stream = KeyStream(backend, rest, num_keys, lowest, 30.0)
     times = []
     for i in range(warmup + len(strips)):
         start = time.perf_counter()

@@ -4,7 +4,7 @@ tampered or mismatched model with one clear message. numpy-free, torch-free.
 
 Layout::
 
-    {"model": "pianonet", "strip_size": [442, 53], "context": 5, "decoder": {...thresholds...},
+    {"model": "pianonet", "strip_size": [442, 53], "context": 5, "context_fps": 30.0, "decoder": {...thresholds...},
      "artifacts": {"ort": {"backend": "ort", "precision": "fp32", "opset": 17,
                            "files": {"features": {"path": "onnx/pianonet_features.onnx", "sha256": "..."},
                                      "head": {...}},
@@ -49,6 +49,7 @@ class Artifact:
     context: int
     decoder: dict
     metrics: dict
+    context_fps: float | None = None  # context frames about 1/context_fps s apart (None: consecutive frames)
 
 
 def read_manifest(path: str | Path = MANIFEST) -> dict:
@@ -82,7 +83,8 @@ def load_artifact(name: str, path: str | Path = MANIFEST) -> Artifact:
                                  f"restore it (git checkout / the bundle) or export the models again")
         files[graph] = file
     return Artifact(name, entry["backend"], entry["precision"], files, tuple(manifest["strip_size"]),
-                    int(manifest["context"]), dict(manifest.get("decoder", {})), dict(entry.get("metrics", {})))
+                    int(manifest["context"]), dict(manifest.get("decoder", {})), dict(entry.get("metrics", {})),
+                    manifest.get("context_fps"))
 
 
 def file_entry(path: Path, root: Path) -> dict:

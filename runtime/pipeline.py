@@ -43,7 +43,7 @@ class Pipeline:
         artifact = backend.artifact
         self.backend, self.rest, self.fps = backend, rest, fps
         self.lock, self.size = lock, artifact.strip_size
-        self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key)
+        self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key, fps)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
 
@@ -59,7 +59,7 @@ class Pipeline:
         return to_strip(self.lock, image, self.size, self._buffers)
 
     def posteriors(self, strip: np.ndarray) -> np.ndarray:
-        """(keys, 4) posteriors of the newest frame, its features joining the last ``context`` frames'."""
+        """(keys, 4) posteriors of the newest frame, its features joining the recent frames' (``KeyStream``)."""
         return self.keys.posteriors(strip)
 
     def decode(self, probs: np.ndarray, time: float | None = None) -> list[Event]:

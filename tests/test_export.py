@@ -40,10 +40,11 @@ def test_fp32_onnx_matches_pytorch_on_a_real_take(exported, tiny_data):
     out, manifest = exported
     backend = OrtBackend(M.load_artifact("ort", out / "manifest.json"))
     strips = tiny_data.strips[:40]
-    ours = take_posteriors(backend, strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest, chunk=7)
-    reference = onnx_export.torch_posteriors(train.load_weights(), strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest)
-    assert ours.shape == (40, 61, 4)
-    assert np.abs(ours - reference).max() < 1e-4
+    for fps in (tiny_data.fps, 60.0):  # context frames consecutive, then every other frame
+        ours = take_posteriors(backend, strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest, fps, chunk=7)
+        reference = onnx_export.torch_posteriors(train.load_weights(), strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest, fps)
+        assert ours.shape == (40, 61, 4)
+        assert np.abs(ours - reference).max() < 1e-4
     assert manifest["artifacts"]["ort"]["parity_max_abs"] < 1e-4
     for path in (out / "onnx").glob("*.onnx"):
         model = onnx.load(str(path))
@@ -147,6 +148,6 @@ def test_shipped_manifest_verifies_and_runs():
             continue
         backend = OrtBackend(M.load_artifact(name))
         strips = np.random.default_rng(0).integers(0, 256, (6, *backend.artifact.strip_size[::-1]), dtype=np.uint8)
-        out = take_posteriors(backend, strips, strips[0], 88, 21)
+        out = take_posteriors(backend, strips, strips[0], 88, 21, 30.0)
         assert out.shape == (6, 88, 4) and np.all((out >= 0) & (out <= 1))
     assert json.loads(M.MANIFEST.read_text())["default"] in manifest["artifacts"]

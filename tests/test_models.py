@@ -15,7 +15,7 @@ from pianoedge.notes import Note
 torch = pytest.importorskip("torch", reason="the models are host-side: install the host extra (torch)")
 
 from pianoedge.models import train  # noqa: E402
-from pianoedge.models.data import STRIP_SIZE, black_flags, key_pool  # noqa: E402
+from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
 from pianoedge.models.net import CONTEXT, PianoNet  # noqa: E402
 
 FPS = 25.0
@@ -39,6 +39,15 @@ def test_model_outputs_every_key_of_every_size(size):
     out = net(clips, rest, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)))
     assert out.shape == (2, 4, size, 4)
     assert torch.all((out[..., 3] >= 0) & (out[..., 3] <= 1))  # velocity is a fraction of 127
+    # at 60 fps the context frames are every other frame: fewer frames have a full context behind them
+    longer = torch.cat([clips, clips], dim=1)  # 2 * (CONTEXT + 3) frames, a span of 2 * (CONTEXT - 1) + 1
+    out = net(longer, rest, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)), 2)
+    assert out.shape == (2, 2 * (CONTEXT + 3) - 2 * (CONTEXT - 1), size, 4)
+
+
+def test_context_frames_are_about_a_30th_of_a_second_apart_at_any_frame_rate():
+    assert [context_stride(fps) for fps in (24, 25, 30, 40, 50, 60, 120)] == [1, 1, 1, 1, 2, 2, 4]
+    assert context_stride(60, None) == 1  # a model trained on consecutive frames keeps them
 
 
 def test_decoder_onsets_repeats_flicker_and_hovering():
@@ -101,12 +110,12 @@ def test_a_short_training_run_lowers_the_loss(tiny_take):
     data = train.load_takes([tiny_take])
     assert data[0].num_keys == 61 and data[0].strips.shape[1:] == (STRIP_SIZE[1], STRIP_SIZE[0])
     settings = train.Settings(batch=2)
-    clips, rest, target, pool, black = train._batch(data, settings, np.random.default_rng(0))
+    clips, rest, target, pool, black, stride = train._batch(data, settings, np.random.default_rng(0))
     net = PianoNet(STRIP_SIZE[1])
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = train.loss_of(net(clips, rest, pool, black), target, settings)
+        loss = train.loss_of(net(clips, rest, pool, black, stride), target, settings)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

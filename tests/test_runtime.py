@@ -4,6 +4,7 @@ clear errors for bad input."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -51,20 +52,25 @@ def test_a_corrupt_or_unknown_source_is_a_clear_error(tmp_path):
         open_source("rtsp://camera/stream")
 
 
-def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take):
+@pytest.mark.parametrize("fps", [None, 60.0])
+def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take, fps):
+    """Frame by frame as `run` does, and the whole clip at once as `eval` does: the same posteriors and
+    notes, at the take's rate and as if filmed at 60 fps (the head's context frames every other frame)."""
     data = load_take(find_takes(tiny_take)[0])
+    fps = fps or data.fps
     backend = open_backend("ort")
-    offline = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest)
-    pipeline = Pipeline(lock_of_take(find_takes(tiny_take)[0]), backend, data.rest, data.fps)
+    backend.artifact = replace(backend.artifact, context_fps=30.0)
+    offline = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, fps)
+    pipeline = Pipeline(lock_of_take(find_takes(tiny_take)[0]), backend, data.rest, fps)
     source = FileSource(find_takes(tiny_take)[0].video)
     live, events = [], []
     for frame in source:
         probs = pipeline.posteriors(pipeline.warp(frame.image))
         live.append(probs)
-        events += pipeline.decode(probs, frame.time)
+        events += pipeline.decode(probs, frame.time if fps == data.fps else None)  # as if at 60 fps: times from the rate
     events += pipeline.finish()
     assert np.abs(np.stack(live) - offline).max() < 1e-5  # frame by frame == whole clip at once
-    expected = decode(offline, data.lowest, data.fps, Thresholds(**backend.artifact.decoder))
+    expected = decode(offline, data.lowest, fps, Thresholds(**backend.artifact.decoder))
     assert [(n.pitch, round(n.start, 4)) for n in events_to_notes(events)] == [(n.pitch, round(n.start, 4)) for n in expected]
     ons = sum(e.velocity > 0 for e in events)
     assert ons == sum(e.velocity == 0 for e in events)  # every note-on has its note-off: nothing left sounding
@@ -247,7 +253,7 @@ def test_transcribe_gives_exactly_what_eval_scores(tiny_take, tmp_path):
     assert result.returncode == 0, result.stderr
     backend = open_backend("ort")
     data = load_take(take, backend.artifact.strip_size)
-    expected = decode(take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest), data.lowest, data.fps,
+    expected = decode(take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps), data.lowest, data.fps,
                       Thresholds(**backend.artifact.decoder))
     got = read_notes(tmp_path / "t.mid")
     assert [(n.pitch, n.velocity) for n in got] == [(n.pitch, n.velocity) for n in expected]
