@@ -535,7 +535,7 @@ def _stretched(gray: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(gray, alpha=255.0 / (hi - lo), beta=-lo * 255.0 / (hi - lo))
 
 
-SAME_KEYS_PX = 2.0  # white keys' width: how far a refit's ends may lie from the lock it confirms (an octave is 7)
+SAME_KEYS_WHITE = 2.0  # white keys: how far a refit's ends may lie from the lock it confirms (an octave is 7)
 
 
 def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray | None = None) -> KeyboardFit:
@@ -591,10 +591,10 @@ def _ends(h: np.ndarray, lo: int, size: int) -> np.ndarray:
 
 
 def _same_keys(h: np.ndarray, lo: int, size: int, near: np.ndarray) -> bool:
-    """Whether a hypothesis puts both ends of the keyboard within ``SAME_KEYS_PX`` white keys of ``near``."""
+    """Whether a hypothesis puts both ends of the keyboard within ``SAME_KEYS_WHITE`` white keys of ``near``."""
     ends = _ends(h, lo, size)
     key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(size).num_white
-    return bool(np.linalg.norm(ends - near, axis=1).max() < SAME_KEYS_PX * key_px)
+    return bool(np.linalg.norm(ends - near, axis=1).max() < SAME_KEYS_WHITE * key_px)
 
 
 def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
