@@ -77,19 +77,20 @@ CLEAR_AGREEMENT = 0.55  # after those, a fit this consistent is taken without tr
 def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit, float]:
     """k1 from a first lock: on the image as recorded and after a rough guess of the distortion (more
     guesses while no fit is convincing: under a strong bend the wrong octave can fit the raw image
-    loosely), keeping the fit that agrees with most of the keys' edges. Also returns that first fit and
-    the guess of k1 it was made under (its pixels are ideal under that guess)."""
+    loosely), keeping the fit that agrees best with the keys' edges and black keys (the product of its
+    agreement and ``fit_score``). Also returns that first fit and the guess of k1 it was made under
+    (its pixels are ideal under that guess)."""
     h, w = grey.shape
     failure, fits = None, []
     for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
-        lens = Lens(guess, w, h)
+        image = cv2.remap(grey, *Lens(guess, w, h).undistort_maps(), cv2.INTER_LINEAR) if guess else grey
         try:
-            fit = fit_keyboard(cv2.remap(grey, *lens.undistort_maps(), cv2.INTER_LINEAR) if guess else grey, num_keys)
+            fit = fit_keyboard(image, num_keys)
         except PianoedgeError as exc:
             failure = failure or exc
             continue
-        fits.append((fit.agreement, guess, fit))
-        if tried >= ALWAYS_TRIED and max(fits, key=lambda f: f[0])[0] >= CLEAR_AGREEMENT:
+        fits.append((fit.agreement * fit_score(image, fit), guess, fit))  # white-key edges and black keys alike
+        if tried >= ALWAYS_TRIED and max(fits, key=lambda f: f[0])[2].agreement >= CLEAR_AGREEMENT:
             break
     if not fits:
         raise failure
