@@ -358,6 +358,11 @@ def _is_long_gap(x_mm: float) -> bool:
     return left % 12 in (4, 11)
 
 
+def _long_gaps(x0: float, n_white: int) -> list[float]:
+    """x (mm) of every E-F and B-C boundary inside a keyboard of ``n_white`` white keys from ``x0``."""
+    return [x0 + i * U for i in range(1, n_white) if _is_long_gap(x0 + i * U)]
+
+
 def _step_nearest(values: np.ndarray, ys: np.ndarray, sign: int, reach: int, top: float, target: float) -> int | None:
     """Index of the edge along a line of samples (world y ``ys``) nearest ``target``: where the grey level
     rises (``sign`` 1) or falls (-1) most steeply over two samples (about a pixel), by at least 6 levels,
@@ -411,8 +416,7 @@ def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_
     nearest the fit's back."""
     length = K.WHITE_KEY_LENGTH_MM
     ys = np.linspace(length - span, length + span, int(2 * span * px_per_mm) + 1)
-    boundaries = [x0 + i * U for i in range(1, n_white) if _is_long_gap(x0 + i * U)]
-    xs = np.add.outer(boundaries, [-0.2 * U, 0.2 * U]).ravel()
+    xs = np.add.outer(_long_gaps(x0, n_white), [-0.2 * U, 0.2 * U]).ravel()
     return _edge_points(gray, h, xs, ys, np.linspace(100, 130, 9), -1, int(round(2 * px_per_mm)), length)
 
 
@@ -435,10 +439,7 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     image_pts, world_pts = [], []
     for y in (70.0, 85.0, 100.0, 115.0, 130.0):
         profile = _samples(gray, _apply(h_top, np.column_stack([xs, np.full_like(xs, y)])))
-        for i in range(1, n_white):
-            x = x0 + i * U
-            if not _is_long_gap(x):
-                continue
+        for x in _long_gaps(x0, n_white):
             a, b = np.searchsorted(xs, [x - 0.45 * U, x + 0.45 * U])  # between the flanking black keys
             window = profile[a:b]
             if len(window) < 5:
@@ -666,7 +667,7 @@ def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
     h, rows = fit.world_to_image, len(BLACK_CHECK_ROWS_MM)  # every row: a lock a key off must fail
     dark, inside = _black_keys_shown(gray, h, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks], rows=rows, distort=distort)
-    boundaries = [fit.x0_mm + i * U for i in range(1, K.layout(fit.num_keys).num_white) if _is_long_gap(fit.x0_mm + i * U)]
+    boundaries = _long_gaps(fit.x0_mm, K.layout(fit.num_keys).num_white)
     beside = np.add.outer(boundaries, [-NO_BLACK_KEY_U * U, NO_BLACK_KEY_U * U]).ravel()
     stray, clear = _dark_at(gray, h, beside, 0.0, 1, distort)  # dark in any row: a black key is there
     return float(((dark & inside).sum() + (~stray & clear).sum()) / max(inside.sum() + clear.sum(), 1))

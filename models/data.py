@@ -26,6 +26,11 @@ def context_stride(fps: float, context_fps: float | None = CONTEXT_FPS) -> int:
     return max(1, int(round(fps / context_fps))) if context_fps else 1
 
 
+def context_span(context: int, stride: int) -> int:
+    """Frames from the oldest of ``context`` frames ``stride`` apart to the newest, both included."""
+    return (context - 1) * stride + 1
+
+
 def rest_view(strips: np.ndarray) -> np.ndarray:
     """The keyboard at rest: the per-pixel median of strips spread over time (moving hands fade)."""
     return np.median(strips, axis=0).astype(np.uint8)

@@ -3,8 +3,9 @@
 Per frame, the trunk turns the grey strip (H x W) into features along the keyboard (C x W); each key
 averages the columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
 looks at a key's features over ``CONTEXT`` recent frames, about 1/30 s apart at any frame rate (a
-press is a motion; ``data.context_stride``), and says, for the newest frame: key down, onset, offset (logits) and velocity (0..1 of 127). The runtime runs the trunk
-once per frame and keeps the last features, so a frame costs one trunk pass whatever the context.
+press is a motion; ``data.context_stride``), and says, for the newest frame: key down, onset, offset
+(logits) and velocity (0..1 of 127). The runtime runs the trunk once per frame and keeps the recent
+features, so a frame costs one trunk pass whatever the context.
 Host only (torch).
 """
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CONTEXT = 5  # frames the head sees: the newest and the four before it (causal: no look-ahead latency)
+from .data import context_span
+
+CONTEXT = 5  # frames the head sees: the newest and four before it, ``context_stride`` apart (causal: no look-ahead latency)
 FEATURES = 48
 OUTPUTS = ("frame", "onset", "offset", "velocity")
 
@@ -73,11 +76,11 @@ class PianoNet(nn.Module):
     def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L - span + 1, keys, 4): outputs
         for every frame that has a full context behind it, its frames ``stride`` apart (``data.context_stride``)
-        over a span of (CONTEXT - 1) * stride + 1 frames."""
+        over ``context_span`` frames."""
         b, length, h, w = clips.shape
         rest = rest[:, None].expand(b, length, h, w).reshape(b * length, h, w)
         feats = self.key_features(clips.reshape(b * length, h, w), rest, pool).reshape(b, length, pool.shape[0], -1)
-        windows = feats.unfold(1, (CONTEXT - 1) * stride + 1, 1)[..., ::stride].permute(0, 1, 4, 2, 3)  # (B, n, C, keys, F)
+        windows = feats.unfold(1, context_span(CONTEXT, stride), 1)[..., ::stride].permute(0, 1, 4, 2, 3)  # (B, n, C, keys, F)
         n = windows.shape[1]
         out = self.head(windows.reshape(b * n, CONTEXT, pool.shape[0], -1), black)
         return out.reshape(b, n, pool.shape[0], len(OUTPUTS))

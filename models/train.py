@@ -23,7 +23,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 from pianoedge.takes import find_takes
 
-from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_stride, key_pool, load_take
+from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take
 from .decode import Thresholds, decode
 from .evaluate import mean_of, score
 from .net import CONTEXT, OUTPUTS, PianoNet
@@ -92,7 +92,7 @@ def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
         clip, rest = _jitter(data.strips[start : start + settings.clip], data.rest, rng)
         clips.append(clip)
         rests.append(rest)
-        frames = slice(start + (CONTEXT - 1) * stride, start + settings.clip)
+        frames = slice(start + context_span(CONTEXT, stride) - 1, start + settings.clip)
         keys = K.layout(data.num_keys, data.lowest).slots
         targets.append(np.stack([data.labels["pressed"][frames, keys], data.labels["onset"][frames, keys],
                                  data.labels["offset"][frames, keys], data.labels["velocity"][frames, keys] / 127.0], axis=2))
@@ -120,7 +120,7 @@ def posteriors(net: PianoNet, data: TakeData, chunk: int = 256) -> np.ndarray:
     rest = torch.from_numpy(data.rest)[None]
     feats = torch.cat([net.key_features(torch.from_numpy(data.strips[i : i + chunk]), rest, pool) for i in range(0, len(data.strips), chunk)])
     stride = context_stride(data.fps)
-    span = (CONTEXT - 1) * stride + 1
+    span = context_span(CONTEXT, stride)
     feats = torch.cat([feats[:1].expand(span - 1, -1, -1), feats])
     windows = feats.unfold(0, span, 1)[..., ::stride].permute(0, 3, 1, 2)  # (frames, CONTEXT, keys, F)
     out = torch.cat([net.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])

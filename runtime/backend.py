@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import black_flags, context_stride, key_pool
+from pianoedge.models.data import black_flags, context_span, context_stride, key_pool
 
 from .manifest import MANIFEST, Artifact, load_artifact
 
@@ -57,7 +57,7 @@ class OrtBackend:
 def _span(backend, fps: float) -> tuple[int, int]:
     """(frames from the oldest context frame to the newest, inclusive; the stride between them) at ``fps``."""
     stride = context_stride(fps, backend.artifact.context_fps)
-    return (backend.context - 1) * stride + 1, stride
+    return context_span(backend.context, stride), stride
 
 
 def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, fps: float,
