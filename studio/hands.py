@@ -2,8 +2,10 @@
 
 Each note is given to a hand (its tag, else by pitch) and a finger; the hand's knuckle line glides
 to where its next chord lies just before the strike; the striking finger lifts (higher for a louder
-note), comes down with the key and rests on it until release, while the other fingers hover a few
-millimetres above their keys: the hard negatives of the seed paper.
+note, by the take's lift), comes down with the key and rests on it until release, while the other
+fingers hover a few millimetres above their keys or rest on them: the hard negatives of the seed
+paper. The wrist and the free fingers fidget all the time, as real hands do, so that motion alone
+does not give a strike away.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pianoedge import keys as K
 from pianoedge.notes import Note
 
 from .motion import travel_time
+from .params import SceneParams
 from .render import Blob, Capsule
 from .scene import KEY_PIVOT_MM
 
@@ -31,6 +34,7 @@ KNUCKLE_HEIGHT_MM = 36.0  # above the white keys: fingers lie long and low, as o
 REACH_MM = 70.0  # from the knuckle line forward to the fingertips
 FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
+FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
 
 
 @dataclass
@@ -55,15 +59,20 @@ def _smooth(s):
 class Hand:
     """One hand's plan: keyframes of the knuckle line and the notes of each finger."""
 
-    def __init__(self, side: str, notes: list[Note], layout: K.KeyboardLayout, scale: float, hover_mm: float,
+    def __init__(self, side: str, notes: list[Note], layout: K.KeyboardLayout, params: SceneParams,
                  rng: np.random.Generator, duration: float):
         self.side = side
         self.sign = 1.0 if side == "right" else -1.0
-        self.scale = scale
+        self.scale = params.hand_scale
+        self.lift_mm = params.lift_mm
         self.layout = layout
         self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
         self.hover_phase = rng.uniform(0, 2 * np.pi, FINGERS)
-        self.hover_level = rng.uniform(0.0, 1.3, FINGERS) * hover_mm  # 0: resting on its key (real fingers often do)
+        self.hover_level = rng.uniform(0.0, 1.3, FINGERS) * params.hover_mm  # 0: resting on its key (real fingers often do)
+        # two sine waves per axis for the wrist (row 0) and each finger (rows 1-5)
+        self.fidget_amp = params.fidget_mm * rng.uniform(0.3, 1.0, (FINGERS + 1, 3, 2)) / 2
+        self.fidget_hz = rng.uniform(*FIDGET_HZ, (FINGERS + 1, 3, 2))
+        self.fidget_phase = rng.uniform(0, 2 * np.pi, (FINGERS + 1, 3, 2))
         self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
         self._plan(notes, rng, duration)
 
@@ -135,6 +144,10 @@ class Hand:
             self.keyframes.append((t, float(x + rng.normal(0, 45)), float(np.clip(y + rng.normal(0, 15), -60, 20)), 0.35))
             t += float(rng.uniform(0.5, 1.0))
 
+    def _fidget(self, row: int, t: float) -> np.ndarray:
+        """The wander (x, y, z mm) of the wrist (row 0) or a free finger (1-5) at time ``t``."""
+        return (self.fidget_amp[row] * np.sin(2 * np.pi * self.fidget_hz[row] * t + self.fidget_phase[row])).sum(axis=1)
+
     def knuckle_anchor(self, t: float) -> tuple[float, float]:
         k = int(np.searchsorted(self._arrive, t, side="right"))
         if k >= len(self.keyframes):
@@ -148,10 +161,12 @@ class Hand:
         s = self.scale
         hover = self.hover_level[f] * (1 + 0.25 * np.sin(2 * np.pi * 0.7 * t + self.hover_phase[f]))
         rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (REACH_MM - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
+        rest += self._fidget(f + 1, t) * [1, 1, 0.5]
+        rest[2] = max(rest[2], RADIUS_MM[f] * s)  # a free finger goes no lower than the key's surface
         for fn in reversed(self.fingers[f]):
             if fn.touch - PREP_S <= t < fn.note.end + 0.08:
                 key = np.array([fn.key_x, fn.key_y, fn.key_z + RADIUS_MM[f] * 0.8])
-                lift = 8 + 32 * fn.note.velocity / 127
+                lift = self.lift_mm * (0.25 + 0.75 * fn.note.velocity / 127)
                 if t < fn.touch:  # lift, then strike
                     s = (t - (fn.touch - PREP_S)) / PREP_S
                     pos = rest + (key - rest) * _smooth(s * 2)
@@ -168,7 +183,9 @@ class Hand:
         """The hand's capsules and palm at time ``t``; ``depth_of(pitch, t)`` gives key depth."""
         s = self.scale
         ax, ay = self.knuckle_anchor(t)
-        az = KNUCKLE_HEIGHT_MM * s + (35 if crossing else 0)
+        wx, wy, wz = self._fidget(0, t)
+        ax, ay = ax + wx, ay + wy
+        az = KNUCKLE_HEIGHT_MM * s + (35 if crossing else 0) + wz
         caps: list[Capsule] = []
         knuckles = []
         for f in range(FINGERS):

@@ -39,6 +39,12 @@ RANGES = {
     # between its neighbours: extra darkening at full depth. On the real clip the back of a pressed
     # white key changes by <1 grey level (scripts/press_contrast.py measures it)
     "press_shade": (0.0, 0.05),
+    # how high the striking finger lifts before a full-velocity strike (a soft one lifts a quarter of
+    # it): legato players press from the key's surface, and on the real clip an onset moves the hand
+    # no more than the half second after it does (docs/studio.md: hands)
+    "lift_mm": (2, 40),
+    # real hands never hold still: the wrist and the free fingers wander by up to this much
+    "fidget_mm": (0, 8),
 }
 
 # Key colours (BGR) from bright white to aged ivory, and case finishes.
@@ -98,6 +104,8 @@ class SceneParams:
     hand_scale: float
     hover_mm: float
     press_shade: float = 0.0
+    lift_mm: float = 40.0
+    fidget_mm: float = 0.0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -146,6 +154,8 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         hand_scale=_uniform(rng, RANGES["hand_scale"]),
         hover_mm=_uniform(rng, RANGES["hover_mm"]),
         press_shade=_uniform(rng, RANGES["press_shade"]),
+        lift_mm=_uniform(rng, RANGES["lift_mm"]),
+        fidget_mm=_uniform(rng, RANGES["fidget_mm"]),
     )
     for name, value in overrides.items():
         if value is not None:

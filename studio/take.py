@@ -59,7 +59,7 @@ class TakeRenderer:
         self.samples = samples.reshape(self.frame_count, EXPOSURE_SAMPLES, K.NUM_SLOTS)[:, :, lo : lo + num_keys]
         self.depth = key_depths(self.notes, release, self.times)
         layout = self.renderer.piano.layout
-        self.hands = {side: Hand(side, [n for n in self.notes if n.hand == side], layout, p.hand_scale, p.hover_mm, rng, self.duration)
+        self.hands = {side: Hand(side, [n for n in self.notes if n.hand == side], layout, p, rng, self.duration)
                       for side in ("left", "right")}
         self.skin = np.array(p.skin_bgr, float)
         self.sleeve = None if p.sleeve_bgr is None else np.array(p.sleeve_bgr, float)

@@ -168,6 +168,21 @@ def test_a_finger_rests_on_every_pressed_key_and_hovering_fingers_press_nothing(
     assert hover_over_unpressed > 50, "fingers should hover just above unpressed keys (hard negatives)"
 
 
+def test_strikes_lift_by_the_takes_lift_height_and_free_fingers_fidget():
+    """Legato players press from near the key; real hands never hold still (on the real clip they move
+    as much after an onset as into it), so an onset must not be the only motion in the frame."""
+    notes = performance(4, seconds=4.0)
+
+    def tips(**params):
+        take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, hover_mm=4.0, **params)
+        return np.array([fingertips(take, i) for i in range(take.frame_count)])
+
+    low, high, fidgety = tips(lift_mm=2.0, fidget_mm=0.0), tips(lift_mm=40.0, fidget_mm=0.0), tips(lift_mm=2.0, fidget_mm=8.0)
+    assert (high[..., 2] - low[..., 2]).max() > 15, "a high lift should raise the striking finger well above a low one"
+    moved = np.linalg.norm(fidgety[..., :3] - low[..., :3], axis=2)  # same seed: the fidget is the only difference
+    assert moved.mean() > 1.0 and moved.max() < 30, f"fidget moved fingertips by {moved.mean():.1f} mm (max {moved.max():.1f})"
+
+
 def canonical_profile(take_dir, name):
     meta = json.loads((take_dir / f"{name}.json").read_text())
     w, h = meta["image_size"]
