@@ -15,7 +15,8 @@ from .lockfile import Lock
 
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
 MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
-MIN_AGREEMENT = 0.35  # share of white-key gap and edge measurements the fit must explain
+MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain
+MOSTLY_AGREE = 0.6  # a fit below that which explains this share of the measurements it made lacks evidence
 
 
 def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = 6.0) -> list[np.ndarray]:
@@ -95,8 +96,17 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, Keybo
     if not fits:
         raise failure
     _, guess, fit = max(fits, key=lambda f: f[0])
-    recorded = replace(fit, image_points=Lens(guess, w, h).distort(fit.image_points)) if guess else fit
-    return estimate_k1(recorded, (w, h)), fit, guess
+    return _most_bent(fit, fits, (w, h)), fit, guess
+
+
+def _most_bent(best: KeyboardFit, fits: list[tuple[float, float, KeyboardFit]], size: tuple[int, int]) -> float:
+    """The strongest distortion estimated from the edge measurements of any guess's fit of the same keys
+    as ``best``. A fit measures only the edges near where its own lens model puts them, so under a
+    wrong guess it understates the bend (the raw image's fit of a bent keyboard finds it straight),
+    and ``estimate_k1`` keeps a bend only where clearly more edges line up under it."""
+    estimates = [estimate_k1(replace(f, image_points=Lens(g, *size).distort(f.image_points)), size)
+                 for _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None]
+    return max(estimates, key=abs, default=0.0)
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
@@ -117,9 +127,13 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     else:  # refit on the undistorted image; a first lock has settled which key is which
         near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
         fit = fit_keyboard(gray, num_keys, near)
-    if fit.agreement < MIN_AGREEMENT:
-        raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit "
-                             f"({fit.agreement:.0%} agree); film the keyboard less steeply, evenly lit, or give --keys")
+    if fit.agreement < MIN_AGREEMENT:  # the measurements a fit makes lie near it: few, even if they agree, are no proof
+        if fit.agreement >= MOSTLY_AGREE * fit.measured:
+            raise PianoedgeError(f"no reliable lock: only {fit.measured:.0%} of the white keys' gaps and front edge show; light "
+                                 "the keys evenly (no glare, not overexposed), keep hands off them while locking, or give --keys")
+        agree = fit.agreement / fit.measured
+        raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit ({agree:.0%} agree); "
+                             "film the keyboard less steeply, evenly lit, or give --keys")
     score = fit_score(gray, fit)
     if score < MIN_FIT_SCORE:
         raise PianoedgeError(f"no reliable lock: only {score:.0%} of the black keys are where the fit puts them; "

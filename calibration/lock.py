@@ -46,7 +46,8 @@ class KeyboardFit:
     world_to_image: np.ndarray
     lowest: int
     num_keys: int
-    agreement: float = 0.0  # share of white-key gap and front-edge measurements the fit explains
+    agreement: float = 0.0  # share of the possible white-key gap and front-edge measurements the fit explains
+    measured: float = 0.0  # share of them that could be made at all (faint gaps, hands and glare lower it)
     world_points: np.ndarray | None = None  # the measurements it explains: world mm (as the refit put them) ...
     image_points: np.ndarray | None = None  # ... and where they are in the image
 
@@ -581,7 +582,7 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray
         front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
         h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
-    return KeyboardFit(h, lo, size, agree / possible, world_pts, image_pts)
+    return KeyboardFit(h, lo, size, agree / possible, len(world_pts) / possible, world_pts, image_pts)
 
 
 def _ends(h: np.ndarray, lo: int, size: int) -> np.ndarray:

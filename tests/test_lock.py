@@ -80,6 +80,25 @@ def test_hard_views_lock_to_the_right_keys(name):
     assert error.mean() < 5.0, f"corner errors {np.round(error, 1)} px"
 
 
+def test_the_lens_is_estimated_when_the_raw_image_fits_the_keys_straight():
+    """An oblique 88-key take under k1 -0.088 whose raw image fits best: that fit measures the keys'
+    edges only near the straight lines it predicts, and the lens estimated from them alone was 0
+    (3.2 px off). The fit under a rough guess of the bend measures the bend."""
+    meta = json.loads((LOCK_DATA / "oblique-raw-fit-straight-88.json").read_text())
+    lock = lock_frames([cv2.imread(str(LOCK_DATA / "oblique-raw-fit-straight-88.png"), cv2.IMREAD_GRAYSCALE)])
+    assert abs(lock.k1 - meta["k1"]) < 0.03, f"k1 {lock.k1} against {meta['k1']:.3f}"
+    assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
+
+
+def test_an_overexposed_keyboard_is_refused_not_locked_off():
+    """White keys blown out (every grey above 120 clipped) hide their gaps: a third of them are still
+    found near the fit and nearly all agree with it, yet that fit is 12 px off (the measurements it
+    makes lie where it looks). The lock must say what is missing instead."""
+    frames, _, _ = studio_frames(101, 88, view="overhead", roll_deg=0.0)
+    with pytest.raises(PianoedgeError, match="gaps and front edge show"):
+        lock_frames([np.minimum(f, 120) for f in frames])
+
+
 def test_a_stand_view_whose_front_edge_does_not_show_is_refused():
     """From the stand, a light grey rail beyond the keys' front edge hides it: the depth is then
     unknown and the lock must say so (it used to lock 10 px off), not guess."""
