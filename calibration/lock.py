@@ -492,10 +492,12 @@ MAX_TRIMMED = 2  # detections at each end of the row that may be something else 
 TRIM_PENALTY = 0.1  # score cost of each detection a hypothesis leaves out
 
 
-def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes) -> list[tuple[float, int, int, int, np.ndarray]] | None:
+def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes,
+                near: np.ndarray | None = None) -> list[tuple[float, int, int, int, np.ndarray]] | None:
     """Every (score, shift, lowest pitch, size, black-key-top homography) that the row allows, both ways
-    round and with up to ``MAX_TRIMMED`` detections at each end left out; None when the row does not
-    follow the black keys' pattern either way round."""
+    round and with up to ``MAX_TRIMMED`` detections at each end left out (with ``near``, only those
+    whose ends lie there: see ``fit_keyboard``); None when the row does not follow the black keys'
+    pattern either way round."""
     out, seen_any = [], False
     judged = _stretched(gray)  # the ends and black keys are judged on full contrast, even in a dim room
     for high, _, centres, fronts in _orient(row, gray):
@@ -518,7 +520,7 @@ def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes) -> list[tuple[float, 
                 shifted = index[keep] + 5 * shift  # five black keys an octave
                 world = np.column_stack([np.tile(BLACK_X_MM[shifted], 2), y_world])
                 h, _ = cv2.findHomography(world, image, cv2.RANSAC, 3.0)
-                if h is None:
+                if h is None or (near is not None and not _same_keys(h, lo, size, near)):
                     continue
                 h = _black_key_plane(gray, h, lo, size, _px_per_mm(h, lo, size))
                 # fewest black keys missing where this keyboard has them, then the clearest ends
@@ -549,7 +551,7 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray
     row = find_black_keys(gray)
     if len(row) < 8:
         raise PianoedgeError("no keyboard found: fewer than 8 black keys visible. Make sure the keys are in view and lit")
-    best = _hypotheses(gray, row, (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES))
+    best = _hypotheses(gray, row, (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES), near)
     if best is None:
         raise PianoedgeError("no keyboard found: the dark blobs do not follow the black keys' 2-3 pattern")
     if near is not None:
