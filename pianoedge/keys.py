@@ -6,6 +6,7 @@ the runtime's key crops can never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -124,6 +125,7 @@ class KeyboardLayout:
         return np.array([[k.left * scale, k.right * scale] for k in self.keys])
 
 
+@lru_cache(maxsize=None)  # a handful of keyboards, asked for thousands of times while locking
 def layout(num_keys: int = 88, lowest: int | None = None) -> KeyboardLayout:
     """Standard key geometry of a keyboard: equal white keys, black keys at their real positions."""
     lo = keyboard_range(num_keys)[0] if lowest is None else lowest
