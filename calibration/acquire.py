@@ -16,7 +16,7 @@ from .lockfile import Lock
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
 MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
 MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain
-MOSTLY_AGREE = 0.6  # a fit below that which explains this share of the measurements it made lacks evidence
+MOSTLY_AGREE = 0.6  # below MIN_AGREEMENT, a fit that explains this share of the measurements it made lacks evidence (few show)
 
 
 def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = 6.0) -> list[np.ndarray]:
