@@ -364,6 +364,15 @@ def _long_gaps(x0: float, n_white: int) -> list[float]:
     return [x0 + i * U for i in range(1, n_white) if _is_long_gap(x0 + i * U)]
 
 
+BESIDE_LONG_GAP_U = 0.2  # white keys either side of an E-F or B-C boundary: no black key there (one key off, there is)
+
+
+def _beside_long_gaps(x0: float, n_white: int) -> np.ndarray:
+    """x (mm) ``BESIDE_LONG_GAP_U`` either side of every E-F and B-C boundary: white key surface with
+    no black key beside it, so the keys' back end shows there and a lock one key off has a black key."""
+    return np.add.outer(_long_gaps(x0, n_white), [-BESIDE_LONG_GAP_U * U, BESIDE_LONG_GAP_U * U]).ravel()
+
+
 def _step_nearest(values: np.ndarray, ys: np.ndarray, sign: int, reach: int, top: float, target: float) -> int | None:
     """Index of the edge along a line of samples (world y ``ys``) nearest ``target``: where the grey level
     rises (``sign`` 1) or falls (-1) most steeply over two samples (about a pixel), by at least 6 levels,
@@ -417,7 +426,7 @@ def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_
     nearest the fit's back."""
     length = K.WHITE_KEY_LENGTH_MM
     ys = np.linspace(length - span, length + span, int(2 * span * px_per_mm) + 1)
-    xs = np.add.outer(_long_gaps(x0, n_white), [-0.2 * U, 0.2 * U]).ravel()
+    xs = _beside_long_gaps(x0, n_white)
     return _edge_points(gray, h, xs, ys, np.linspace(100, 130, 9), -1, int(round(2 * px_per_mm)), length)
 
 
@@ -659,9 +668,6 @@ def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
     return best if counts.max() > 1.1 * counts[grid == 0.0][0] else 0.0
 
 
-NO_BLACK_KEY_U = 0.2  # white keys either side of an E-F or B-C boundary: where a keyboard one key off has a black key
-
-
 def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     """Share of this keyboard's black keys in the frame that show as dark keys between white ones where
     the fit puts them, and of the places beside its E-F and B-C boundaries that show none: near 1 for
@@ -670,7 +676,6 @@ def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
     h, rows = fit.world_to_image, len(BLACK_CHECK_ROWS_MM)  # every row: a lock a key off must fail
     dark, inside = _black_keys_shown(gray, h, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks], rows=rows, distort=distort)
-    boundaries = _long_gaps(fit.x0_mm, K.layout(fit.num_keys).num_white)
-    beside = np.add.outer(boundaries, [-NO_BLACK_KEY_U * U, NO_BLACK_KEY_U * U]).ravel()
+    beside = _beside_long_gaps(fit.x0_mm, K.layout(fit.num_keys).num_white)
     stray, clear = _dark_at(gray, h, beside, 0.0, 1, distort)  # dark in any row: a black key is there
     return float(((dark & inside).sum() + (~stray & clear).sum()) / max(inside.sum() + clear.sum(), 1))
