@@ -3,7 +3,9 @@
 Dark structures narrower than a kernel are found with a black-hat transform and Otsu's threshold;
 connected blobs of a black key's shape are kept, and RANSAC finds the longest row of them whose long
 axes lie across the row. Black keys often touch a dark band at their back (fallboard, felt, shadow):
-a second pass removes everything long along the row (a line opening) and looks again.
+a second pass removes everything long along the row (a line opening) and looks again. Seen steeply
+from behind, a nameboard can hide all but the black keys' front ends, which then show as squat blobs:
+when the slender ones are too few to lock, a last pass takes blobs of any aspect that line up.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import cv2
 import numpy as np
 
 MIN_ROW = 5  # fewer black keys than this is not a keyboard
+MIN_LOCK_ROW = 8  # fewer than this cannot say which key is which
 ASPECT = (2.0, 15.0)  # long / short side of a black key's blob
+SQUAT_ASPECT = (1.0, ASPECT[0])  # a black key's front end alone (see the last pass)
 FILL = 0.6  # blob area over its rectangle's
 
 
@@ -28,6 +32,20 @@ class BlackKeyRow:
     def centres(self) -> np.ndarray:
         return np.array([r[0] for r in self.rects], float)
 
+    def across(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's unit axis across the row (its blob's long axis; the row's normal for a squat
+        blob, whose long axis says nothing) and its blob's length along that axis."""
+        normal = np.array([-self.direction[1], self.direction[0]])
+        axes, lengths = [], []
+        for rect in self.rects:
+            if _aspect(rect) >= ASPECT[0]:
+                axes.append(_long_axis(rect))
+                lengths.append(max(rect[1]))
+            else:
+                axes.append(normal)
+                lengths.append(float(np.ptp(cv2.boxPoints(rect) @ normal)))
+        return np.array(axes), np.array(lengths)
+
     def __len__(self) -> int:
         return len(self.rects)
 
@@ -39,7 +57,11 @@ def _long_axis(rect) -> np.ndarray:
     return d if w >= h else np.array([-d[1], d[0]])
 
 
-def _blobs(binary: np.ndarray, max_area: float) -> list:
+def _aspect(rect) -> float:
+    return max(rect[1]) / max(min(rect[1]), 1.0)
+
+
+def _blobs(binary: np.ndarray, max_area: float, aspect: tuple[float, float] = ASPECT) -> list:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary)
     rects = []
     for i in range(1, n):
@@ -49,18 +71,19 @@ def _blobs(binary: np.ndarray, max_area: float) -> list:
         pts = (np.column_stack(np.nonzero(labels[y : y + h, x : x + w] == i)[::-1]) + [x, y]).astype(np.float32)
         rect = cv2.minAreaRect(pts)
         rw, rh = rect[1]
-        if ASPECT[0] < max(rw, rh) / max(min(rw, rh), 1.0) < ASPECT[1] and area > FILL * rw * rh:
+        if aspect[0] <= _aspect(rect) < aspect[1] and area > FILL * rw * rh:
             rects.append(rect)
     return rects
 
 
 def _row(rects: list, rng: np.random.Generator, iterations: int = 400) -> BlackKeyRow:
-    """The largest set of blobs on one line, long axes across it, of similar length."""
+    """The largest set of blobs on one line, long axes across it (squat ones need not), of similar length."""
     if len(rects) < MIN_ROW:
         return BlackKeyRow([], np.array([1.0, 0.0]))
     centres = np.array([r[0] for r in rects], float)
     length = np.array([max(r[1]) for r in rects], float)
     axes = np.array([_long_axis(r) for r in rects])
+    squat = np.array([_aspect(r) < ASPECT[0] for r in rects])
     best, best_dir = np.array([], int), np.array([1.0, 0.0])
     for _ in range(iterations):
         i, j = rng.choice(len(rects), 2, replace=False)
@@ -71,7 +94,7 @@ def _row(rects: list, rng: np.random.Generator, iterations: int = 400) -> BlackK
         u = d / dist
         normal = np.array([-u[1], u[0]])
         offset = np.abs((centres - centres[i]) @ normal)
-        inliers = np.flatnonzero((offset < 0.35 * np.maximum(length[i], length)) & (np.abs(axes @ u) < 0.6)
+        inliers = np.flatnonzero((offset < 0.35 * np.maximum(length[i], length)) & ((np.abs(axes @ u) < 0.6) | squat)
                                  & (length > 0.4 * length[i]) & (length < 2.5 * length[i]))
         if len(inliers) > len(best):
             best, best_dir = inliers, u
@@ -124,8 +147,14 @@ def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
         direction, length = best.direction, int(2.5 * float(np.median(np.diff(best.centres @ best.direction))))
     else:
         direction, length = _band_direction(binary), 3 * k
-    if direction is not None:
-        second = _row(_blobs(_without_bands(binary, direction, length), max_area), rng)
-        if len(second) > len(best):
-            best = second
+    if direction is None:
+        return best
+    keys_only = _without_bands(binary, direction, length)
+    second = _row(_blobs(keys_only, max_area), rng)
+    if len(second) > len(best):
+        best = second
+    if len(best) < MIN_LOCK_ROW:
+        squat = _row(_blobs(keys_only, max_area, (SQUAT_ASPECT[0], ASPECT[1])), rng)
+        if len(squat) > len(best):
+            best = squat
     return best

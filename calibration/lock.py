@@ -20,7 +20,7 @@ import numpy as np
 from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
-from .blackkeys import BlackKeyRow, find_black_keys
+from .blackkeys import MIN_LOCK_ROW, BlackKeyRow, find_black_keys
 from .lens import Lens
 
 U = K.WHITE_KEY_PITCH_MM
@@ -77,16 +77,10 @@ def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
 def _orient(row: BlackKeyRow, gray: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Both ways the keyboard may face (see ``_oriented``), the likelier first: which side is the front
     is a vote that steep views from the side or from behind can lose, so the ends decide in the end."""
-    axes = []
-    for (_, (w, h), angle) in row.rects:
-        a = np.deg2rad(angle)
-        d = np.array([np.cos(a), np.sin(a)])
-        axes.append(d if w >= h else np.array([-d[1], d[0]]))
-    axes = np.array(axes)
+    axes, length = row.across()
     axes *= np.sign(axes @ axes[0])[:, None]
     axis = axes.mean(axis=0)
     axis /= np.linalg.norm(axis)
-    length = np.array([max(r[1]) for r in row.rects])
     centres = row.centres
     # Beyond its front end a black key is followed by ~0.58 of its length of white key, then the
     # keys' front edge (a step); beyond its back end comes the fallboard at once. Which side has a
@@ -394,6 +388,25 @@ def _measured_y(h: np.ndarray, image_pts: np.ndarray, least: int) -> float | Non
     return None if q3 - q1 > 3.0 else float(median)
 
 
+def _measured_line(h: np.ndarray, image_pts: np.ndarray, least: int) -> tuple[float, float] | None:
+    """World y = offset + slope * x (in ``h``'s frame) of a measured edge that is straight in the image
+    but, in a fit whose tilt is off, slants: when there are ``least`` points and half of them lie
+    within 3 mm of one line (interquartile range); None when the edge does not show."""
+    if len(image_pts) < least:
+        return None
+    x, y = _apply(np.linalg.inv(h), image_pts).T
+    i, j = np.triu_indices(len(x), 1)
+    apart = np.abs(x[j] - x[i]) > 1e-6
+    slope = float(np.median((y[j] - y[i])[apart] / (x[j] - x[i])[apart]))  # Theil-Sen: hands' stray points do not tilt it
+    residual = y - slope * x
+    q1, median, q3 = np.percentile(residual, [25, 50, 75])
+    if q3 - q1 > 3.0:
+        return None
+    inside = np.abs(residual - median) <= 2 * (q3 - q1) + 1.0  # then least squares on the points on the line
+    slope, offset = np.polyfit(x[inside], y[inside], 1)
+    return float(offset), float(slope)
+
+
 def _edge_points(gray: np.ndarray, h: np.ndarray, xs: np.ndarray, ys: np.ndarray, top_ys: np.ndarray, sign: int,
                  reach: int, target: float) -> tuple[np.ndarray, np.ndarray]:
     """Along world y ``ys`` at each x of ``xs``: the edge nearest ``target`` (``_step_nearest``, the key
@@ -466,18 +479,20 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
 
 
 def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray | None:
-    """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back in place;
-    None when the edge does not show.
+    """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back's middle in
+    place (a slant of the edge in the fit shears the whole fit); None when the edge does not show.
 
-    Gap measurements fix x but inherit their y from the fit, so the depth comes from the black keys,
-    whose proportions vary between pianos; the front edge is measured directly.
+    Gap measurements fix x but inherit their y from the fit, so the depth and tilt come from the black
+    keys, whose proportions vary between pianos (and which a nameboard may half hide); the front edge
+    is measured directly.
     """
     image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
-    offset = _measured_y(h, image_pts, 10)
-    if offset is None:
+    line = _measured_line(h, image_pts, 10)
+    if line is None:
         return None
-    back = K.WHITE_KEY_LENGTH_MM
-    return h @ np.array([[1.0, 0, 0], [0, (back - offset) / back, offset], [0, 0, 1]])
+    slope, back = line[1], K.WHITE_KEY_LENGTH_MM
+    offset = line[0] + slope * (x0 + n_white * U / 2)  # the edge's y at the keyboard's middle
+    return h @ np.array([[1.0, 0, 0], [slope, (back - offset) / back, offset - slope * (x0 + n_white * U / 2)], [0, 0, 1]])
 
 
 def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
@@ -512,13 +527,13 @@ def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes,
     for high, _, centres, fronts in _orient(row, gray):
         index = _identify(centres @ high)
         found = np.flatnonzero(index >= 0)
-        if len(found) < 8:
+        if len(found) < MIN_LOCK_ROW:
             continue
         seen_any = True
         tried = set()
         for trim in sorted(itertools.product(range(MAX_TRIMMED + 1), repeat=2), key=sum):
             keep = found[trim[0] : len(found) - trim[1]]
-            if len(keep) < 8:
+            if len(keep) < MIN_LOCK_ROW:
                 continue
             image = np.concatenate([centres[keep], fronts[keep]])  # black-key tops: centres and front ends
             y_world = np.repeat([(BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2, BLACK_FRONT_MM], len(keep))
@@ -558,8 +573,8 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray
     keyboard's ends (``KeyboardFit.ends``, in this image's pixels): which key is which is then settled,
     and only hypotheses that put the ends there are weighed."""
     row = find_black_keys(gray)
-    if len(row) < 8:
-        raise PianoedgeError("no keyboard found: fewer than 8 black keys visible. Make sure the keys are in view and lit")
+    if len(row) < MIN_LOCK_ROW:
+        raise PianoedgeError(f"no keyboard found: fewer than {MIN_LOCK_ROW} black keys visible. Make sure the keys are in view and lit")
     best = _hypotheses(gray, row, (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES), near)
     if best is None:
         raise PianoedgeError("no keyboard found: the dark blobs do not follow the black keys' 2-3 pattern")

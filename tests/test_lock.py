@@ -57,7 +57,7 @@ LOCK_DATA = Path(__file__).parent / "data" / "lock"
 
 @pytest.mark.parametrize("name", ["yawed-light-bent-88", "yawed-digital-61", "stand-digital-nameboard-88",
                                   "stand-tall-nameboard-76", "stand-light-case-61", "yawed-bent-loose-88", "stand-front-in-place-61",
-                                  "yawed-guesses-tie-76"])
+                                  "yawed-guesses-tie-76", "stand-squat-black-keys-61"])
 def test_hard_views_lock_to_the_right_keys(name):
     """Medians of benchmark takes (their JSON says how they were made) that used to be refused:
     a light piano yawed 39 degrees under a strongly bent lens, where the front/back vote reads the
@@ -72,7 +72,9 @@ def test_hard_views_lock_to_the_right_keys(name):
     the lens is straight; from the stand, a front edge found exactly where the fit already had it
     (read as "no edge", so the lock was refused); a yawed 76-key take whose lens guesses all agree
     equally with the white-key edges, where only the black keys tell the right one (6.7 px off
-    before). The lens is estimated, not given."""
+    before); from the stand, an 85 mm nameboard that leaves only the black keys' front ends in view,
+    as blobs too squat to pass for black keys, and a fit from them whose front slants against the
+    keys' front edge (refused: no black keys, then no front edge). The lens is estimated, not given."""
     meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
     lock = lock_frames([cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)])
     assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
