@@ -108,12 +108,18 @@ def _oriented(row: BlackKeyRow, front: np.ndarray, length: np.ndarray) -> tuple[
     return high, front, centres, centres + front * (0.5 * length)[:, None]
 
 
+SAMPLE_ROW = 4096  # points remapped per row (OpenCV maps are limited to 32767 columns)
+
+
 def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Bilinear grey values at many (N, 2) points (0 outside the image); a BGR image is sampled and
     then weighted to grey, so a whole frame need not be converted for a few thousand points."""
-    pts = np.asarray(points, np.float32).reshape(1, -1, 2)
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    n = len(pts)
+    pts = np.pad(pts, ((0, -n % SAMPLE_ROW), (0, 0))).reshape(-1, SAMPLE_ROW, 2) if n > SAMPLE_ROW else pts[None]
     values = cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
-    return (values.reshape(-1, 3) @ np.float32([0.114, 0.587, 0.299])) if gray.ndim == 3 else values.ravel()
+    values = values.reshape(-1, 3)[:n] @ np.float32([0.114, 0.587, 0.299]) if gray.ndim == 3 else values.ravel()[:n]
+    return values
 
 
 IDENTIFY_CHUNK = 512  # hypotheses scored at once by _identify
@@ -388,10 +394,14 @@ def _measured_y(h: np.ndarray, image_pts: np.ndarray, least: int) -> float | Non
     return None if q3 - q1 > 3.0 else float(median)
 
 
-def _measured_line(h: np.ndarray, image_pts: np.ndarray, least: int) -> tuple[float, float] | None:
+EDGE_BAND_MM = 3.0  # the middle half of the points found on an edge must lie this close to one line (interquartile range)
+GAP_END_BAND_MM = 4.0  # the same for where gaps end (a fading contrast, found less sharply than an edge)
+
+
+def _measured_line(h: np.ndarray, image_pts: np.ndarray, least: int, band: float = EDGE_BAND_MM) -> tuple[float, float] | None:
     """World y = offset + slope * x (in ``h``'s frame) of a measured edge that is straight in the image
-    but, in a fit whose tilt is off, slants: when there are ``least`` points and half of them lie
-    within 3 mm of one line (interquartile range); None when the edge does not show."""
+    but, in a fit whose tilt is off, slants: when there are ``least`` points and the interquartile
+    range of their distances from one line is within ``band`` mm; None when the edge does not show."""
     if len(image_pts) < least:
         return None
     x, y = _apply(np.linalg.inv(h), image_pts).T
@@ -400,9 +410,9 @@ def _measured_line(h: np.ndarray, image_pts: np.ndarray, least: int) -> tuple[fl
     slope = float(np.median((y[j] - y[i])[apart] / (x[j] - x[i])[apart]))  # Theil-Sen: hands' stray points do not tilt it
     residual = y - slope * x
     q1, median, q3 = np.percentile(residual, [25, 50, 75])
-    if q3 - q1 > 3.0:
+    if q3 - q1 > band:
         return None
-    inside = np.abs(residual - median) <= 2 * (q3 - q1) + 1.0  # then least squares on the points on the line
+    inside = np.abs(residual - median) <= 2 * (q3 - q1) + 1.0  # then least squares without the stray points
     slope, offset = np.polyfit(x[inside], y[inside], 1)
     return float(offset), float(slope)
 
@@ -431,6 +441,41 @@ def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per
     ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
     xs = x0 + (np.arange(n_white) + 0.5) * U
     return _edge_points(gray, h, xs, ys, np.linspace(12, 36, 9), 1, int(round(2 * px_per_mm)), 0.0)
+
+
+GAP_END_KEY_MM = (10.0, 40.0)  # stretch of the keys where a gap's own contrast is measured, to find where it ends
+
+
+def _gap_ends(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float) -> np.ndarray:
+    """Image points where the white keys' gaps end at the front (y = 0 if ``h`` were right), searched
+    ``span`` mm either side of the fit's front: the front edge where the keys are no lighter than what
+    lies beyond them (a light rail, a light case). A gap is a dark line with key top either side; going
+    frontwards it ends where its contrast falls below half its contrast further back on the keys."""
+    step = 1.0 / px_per_mm
+    ys = np.arange(-span, GAP_END_KEY_MM[1] + step, step)
+    beside = np.linspace(-0.4 * U, 0.4 * U, 9)
+    gaps = x0 + np.arange(1, n_white) * U
+    xs = np.add.outer(gaps, beside)  # (gaps, 9): the gap in the middle, key top either side
+    world = np.column_stack([np.repeat(xs.ravel(), len(ys)), np.tile(ys, xs.size)])
+    values = _samples(cv2.blur(gray, (3, 3)), _apply(h, world)).reshape(len(gaps), len(beside), len(ys))
+    middle = len(beside) // 2
+    contrast = np.median(values[:, [0, 1, -2, -1]], axis=1) - values[:, middle - 1 : middle + 2].min(axis=1)
+    on_keys = (ys >= GAP_END_KEY_MM[0]) & (ys <= GAP_END_KEY_MM[1])
+    image_pts = []
+    for g, profile in enumerate(contrast):
+        level = float(np.median(profile[on_keys]))
+        if level < 6:  # no gap to follow here (a hand, glare)
+            continue
+        below = np.flatnonzero((profile < level / 2) & (ys < GAP_END_KEY_MM[0]))
+        if len(below) == 0 or below[-1] == len(ys) - 1:
+            continue
+        k = below[-1]  # the front-most stretch of gap starts after the last sample below half
+        if np.any(profile[k + 1 : np.searchsorted(ys, GAP_END_KEY_MM[0])] < level / 2):
+            continue
+        a, b = profile[k], profile[k + 1]
+        y_end = ys[k] + step * (level / 2 - a) / max(b - a, 1e-6)
+        image_pts.append(_apply(h, np.array([[gaps[g], y_end]]))[0])
+    return np.array(image_pts).reshape(-1, 2)
 
 
 def _back_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
@@ -488,6 +533,8 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     """
     image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
     line = _measured_line(h, image_pts, 10)
+    if line is None:  # the keys as light as what lies beyond them: where their gaps end is the edge
+        line = _measured_line(h, _gap_ends(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM), 10, GAP_END_BAND_MM)
     if line is None:
         return None
     slope, back = line[1], K.WHITE_KEY_LENGTH_MM
