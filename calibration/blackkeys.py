@@ -3,7 +3,9 @@
 Dark structures narrower than a kernel are found with a black-hat transform and Otsu's threshold;
 connected blobs of a black key's shape are kept, and RANSAC finds the longest row of them whose long
 axes lie across the row. Black keys often touch a dark band at their back (fallboard, felt, shadow):
-a second pass removes everything long along the row (a line opening) and looks again. Seen steeply
+a second pass removes everything long along the row (a line opening) and looks again, along the row
+found first and, while that is too short to lock, along the comb that keys joined by such a band
+make. Seen steeply
 from behind, a nameboard can hide all but the black keys' front ends, which then show as squat blobs:
 when the slender ones are too few to lock, a last pass takes blobs of any aspect that line up.
 """
@@ -141,20 +143,20 @@ def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
     rng = np.random.default_rng(0)
     max_area = 0.01 * w * h
     best = _row(_blobs(binary, max_area), rng)
-    # second pass: cut away bands that run along the row (what black keys' backs often touch); when
-    # every key touches one, the row's direction comes from the comb they make together
+    # second pass: cut away bands that run along the row (what black keys' backs often touch), along
+    # the row found, and while that is too short to lock, along the comb that keys touching a band make
+    directions = []
     if len(best) >= MIN_ROW:
-        direction, length = best.direction, int(2.5 * float(np.median(np.diff(best.centres @ best.direction))))
-    else:
-        direction, length = _band_direction(binary), 3 * k
-    if direction is None:
-        return best
-    keys_only = _without_bands(binary, direction, length)
-    second = _row(_blobs(keys_only, max_area), rng)
-    if len(second) > len(best):
-        best = second
-    if len(best) < MIN_LOCK_ROW:
-        squat = _row(_blobs(keys_only, max_area, (SQUAT_ASPECT[0], ASPECT[1])), rng)
-        if len(squat) > len(best):
-            best = squat
+        directions.append((best.direction, int(2.5 * float(np.median(np.diff(best.centres @ best.direction))))))
+    if len(best) < MIN_LOCK_ROW and (comb := _band_direction(binary)) is not None:
+        directions.append((comb, 3 * k))
+    masks = [binary] + [_without_bands(binary, direction, length) for direction, length in directions]
+    for mask in masks[1:]:
+        row = _row(_blobs(mask, max_area), rng)
+        if len(row) > len(best):
+            best = row
+    for mask in masks if len(best) < MIN_LOCK_ROW else []:
+        row = _row(_blobs(mask, max_area, (SQUAT_ASPECT[0], ASPECT[1])), rng)
+        if len(row) > len(best):
+            best = row
     return best

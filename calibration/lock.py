@@ -37,6 +37,7 @@ FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
 MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
 MIN_FOCAL, MAX_FOCAL = 0.3, 1.5  # plausible focal lengths in image widths (about 150 to 37 degrees across)
+TYPICAL_FOCAL = 0.7  # taken when the perspective is too weak to tell (about 70 degrees across)
 
 
 @dataclass
@@ -394,25 +395,29 @@ def _measured_y(h: np.ndarray, image_pts: np.ndarray, least: int) -> float | Non
     return None if q3 - q1 > 3.0 else float(median)
 
 
-EDGE_BAND_MM = 3.0  # the middle half of the points found on an edge must lie this close to one line (interquartile range)
+EDGE_BAND_MM = 3.0  # points found on an edge lie in a band this wide about its line
 GAP_END_BAND_MM = 4.0  # the same for where gaps end (a fading contrast, found less sharply than an edge)
+ON_LINE_SHARE = 0.4  # share of the points found that must lie on one line (hands and their edges make the rest)
 
 
 def _measured_line(h: np.ndarray, image_pts: np.ndarray, least: int, band: float = EDGE_BAND_MM) -> tuple[float, float] | None:
     """World y = offset + slope * x (in ``h``'s frame) of a measured edge that is straight in the image
-    but, in a fit whose tilt is off, slants: when there are ``least`` points and the interquartile
-    range of their distances from one line is within ``band`` mm; None when the edge does not show."""
+    but, in a fit whose tilt is off, slants: the line through two of the points that most of them lie
+    on (within ``band`` / 2), refitted to those, when they are at least ``least`` and ``ON_LINE_SHARE``
+    of all; None when the edge does not show."""
     if len(image_pts) < least:
         return None
     x, y = _apply(np.linalg.inv(h), image_pts).T
     i, j = np.triu_indices(len(x), 1)
-    apart = np.abs(x[j] - x[i]) > 1e-6
-    slope = float(np.median((y[j] - y[i])[apart] / (x[j] - x[i])[apart]))  # Theil-Sen: hands' stray points do not tilt it
-    residual = y - slope * x
-    q1, median, q3 = np.percentile(residual, [25, 50, 75])
-    if q3 - q1 > band:
+    apart = np.abs(x[j] - x[i]) >= 0.25 * np.ptp(x)  # pairs far enough apart to give the slope
+    if not apart.any():
         return None
-    inside = np.abs(residual - median) <= 2 * (q3 - q1) + 1.0  # then least squares without the stray points
+    i, j = i[apart], j[apart]
+    slopes = (y[j] - y[i]) / (x[j] - x[i])
+    on_line = np.abs(y[None, :] - (y[i, None] + slopes[:, None] * (x[None, :] - x[i, None]))) <= band / 2
+    inside = on_line[int(np.argmax(on_line.sum(axis=1)))]
+    if inside.sum() < max(least, ON_LINE_SHARE * len(x)):
+        return None
     slope, offset = np.polyfit(x[inside], y[inside], 1)
     return float(offset), float(slope)
 
@@ -694,7 +699,7 @@ def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only
     g1, g2 = g[:, 0], g[:, 1]
     f2 = -(g1[0] * g2[0] + g1[1] * g2[1]) / (g1[2] * g2[2])
     if not MIN_FOCAL * width_px <= np.sqrt(max(f2, 0.0)) <= MAX_FOCAL * width_px:
-        return h
+        f2 = (TYPICAL_FOCAL * width_px) ** 2
     length_x = (g1[0] ** 2 + g1[1] ** 2) / f2 + g1[2] ** 2
     length_y = (g2[0] ** 2 + g2[1] ** 2) / f2 + g2[2] ** 2
     depth = float(np.sqrt(length_x / length_y))

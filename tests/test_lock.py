@@ -55,29 +55,42 @@ def test_lock_finds_corners_size_and_octave(seed, keys, overrides):
 LOCK_DATA = Path(__file__).parent / "data" / "lock"
 
 
-@pytest.mark.parametrize("name", ["yawed-light-bent-88", "yawed-digital-61", "stand-digital-nameboard-88",
-                                  "stand-tall-nameboard-76", "stand-light-case-61", "yawed-bent-loose-88", "stand-front-in-place-61",
-                                  "yawed-guesses-tie-76", "stand-squat-black-keys-61",
-                                  "stand-light-rail-88"])
+HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they were made) and what made each hard
+    "yawed-light-bent-88": "a light piano yawed 39 degrees under a strongly bent lens: the front/back vote reads "
+                           "the 2-3 pattern mirrored, and the raw image fits an octave off",
+    "yawed-digital-61": "a 61-key keyboard whose low black keys are too foreshortened to detect, where an 88-key "
+                        "hypothesis running out of frame scored higher",
+    "stand-digital-nameboard-88": "from the stand, a tall nameboard hides the black keys' back halves and the right "
+                                  "lock failed its own check",
+    "stand-tall-nameboard-76": "from the stand, a 78 mm nameboard leaves 40 mm of the black keys in view, and a depth "
+                               "so short that the front edge was out of reach",
+    "stand-light-case-61": "a light-cased keyboard whose ends look alike once the lens is undistorted: the refit could "
+                           "no longer tell which key is which",
+    "yawed-bent-loose-88": "yawed under a strongly bent lens (k1 -0.145): the raw image fits loosely but well enough "
+                           "to be taken, 22 px off, and its own measurements then say the lens is straight",
+    "stand-front-in-place-61": "from the stand, a front edge found exactly where the fit already had it (read as "
+                               "'no edge', so the lock was refused)",
+    "yawed-guesses-tie-76": "the lens guesses all agree equally with the white-key edges; only the black keys tell "
+                            "the right one (6.7 px off before)",
+    "stand-squat-black-keys-61": "an 85 mm nameboard leaves only the black keys' front ends in view, as blobs too squat "
+                                 "to pass for black keys, and a fit from them whose front slants against the keys' "
+                                 "front edge (refused: no black keys, then no front edge)",
+    "stand-light-rail-88": "a light grey rail beyond the keys, as light as they are: only where their gaps end shows "
+                           "the front edge (refused before, and before that locked 10 px off)",
+    "stand-squat-black-keys-no-row-88": "squat black keys and too few slender blobs to give the row's direction "
+                                        "(refused: fewer than 8 black keys)",
+    "yawed-comb-light-case-76": "every black key joined to a grey band at their backs, and five stray blobs that "
+                                "gave the band removal the wrong direction (refused: fewer than 8 black keys)",
+    "stand-weak-perspective-61": "too little perspective to tell the focal length, so the depth stayed as short as "
+                                 "the nameboard leaves the keys (28 px off at the back)",
+    "stand-hands-over-front-61": "hands over half the front edge: a third of the edge points are fingers "
+                                 "(refused: no front edge)",
+}
+
+
+@pytest.mark.parametrize("name", list(HARD_VIEWS))
 def test_hard_views_lock_to_the_right_keys(name):
-    """Medians of benchmark takes (their JSON says how they were made) that used to be refused:
-    a light piano yawed 39 degrees under a strongly bent lens, where the front/back vote reads the
-    2-3 pattern mirrored and the raw image fits an octave off; a 61-key keyboard whose low black keys
-    are too foreshortened to detect, where an 88-key hypothesis running out of frame scored higher; a
-    digital piano from the music stand whose tall nameboard hides the black keys' back halves, where
-    the right lock failed its own check; from the stand again, a 78 mm nameboard that leaves 40 mm of
-    the black keys in view and a depth so short that the front edge was out of reach; a light-cased
-    61-key keyboard whose ends look alike once the lens is undistorted, where the refit could no
-    longer tell which key is which; a yawed keyboard under a strongly bent lens (k1 -0.145) whose raw
-    image fits loosely but well enough to be taken, 22 px off, and whose own measurements then say
-    the lens is straight; from the stand, a front edge found exactly where the fit already had it
-    (read as "no edge", so the lock was refused); a yawed 76-key take whose lens guesses all agree
-    equally with the white-key edges, where only the black keys tell the right one (6.7 px off
-    before); from the stand, an 85 mm nameboard that leaves only the black keys' front ends in view,
-    as blobs too squat to pass for black keys, and a fit from them whose front slants against the
-    keys' front edge (refused: no black keys, then no front edge); from the stand, a light grey rail
-    beyond the keys as light as they are, so that only where their gaps end shows the front edge
-    (refused before, and before that locked 10 px off). The lens is estimated, not given."""
+    """Views that used to be refused or locked off (see ``HARD_VIEWS``). The lens is estimated, not given."""
     meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
     lock = lock_frames([cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)])
     assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
