@@ -4,10 +4,10 @@ Dark structures narrower than a kernel are found with a black-hat transform and 
 connected blobs of a black key's shape are kept, and RANSAC finds the longest row of them whose long
 axes lie across the row. Black keys often touch a dark band at their back (fallboard, felt, shadow):
 a second pass removes everything long along the row (a line opening) and looks again, along the row
-found first and, while that is too short to lock, along the comb that keys joined by such a band
-make. Seen steeply
-from behind, a nameboard can hide all but the black keys' front ends, which then show as squat blobs:
-when the slender ones are too few to lock, a last pass takes blobs of any aspect that line up.
+found first and, while that is too short to lock, along the comb that keys joined by such a band make.
+Seen steeply from behind, a nameboard can hide all but the black keys' front ends, which then show as
+squat blobs: when the slender ones are too few to lock, a last pass takes blobs of any aspect that
+line up.
 """
 from __future__ import annotations
 

@@ -440,12 +440,13 @@ def _edge_points(gray: np.ndarray, h: np.ndarray, xs: np.ndarray, ys: np.ndarray
     return np.array(image_pts).reshape(-1, 2), np.array(world_pts).reshape(-1, 2)
 
 
-def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float):
-    """Image points of the keys' front edge (y = 0) with their world points: the rise from the dark
-    front to the bright key top nearest the fit's front, at the middle of every white key."""
-    ys = np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
+def _front_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, span: float, at: float = 0.0):
+    """Image points of the keys' front edge with their world points: the rise from the dark front to
+    the bright key top nearest the fit's y = ``at``, at the middle of every white key (``at`` < 0:
+    the foot of the keys' lit front face, which shows that far in front of the edge; see ``_face_depth``)."""
+    ys = at + np.linspace(-span, span, int(2 * span * px_per_mm) + 1)
     xs = x0 + (np.arange(n_white) + 0.5) * U
-    return _edge_points(gray, h, xs, ys, np.linspace(12, 36, 9), 1, int(round(2 * px_per_mm)), 0.0)
+    return _edge_points(gray, h, xs, ys, np.linspace(12, 36, 9), 1, int(round(2 * px_per_mm)), at)
 
 
 GAP_END_KEY_MM = (10.0, 40.0)  # stretch of the keys where a gap's own contrast is measured, to find where it ends
@@ -528,7 +529,7 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     return h_top if h is None else h
 
 
-def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float) -> np.ndarray | None:
+def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, at: float = 0.0) -> np.ndarray | None:
     """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back's middle in
     place (a slant of the edge in the fit shears the whole fit); None when the edge does not show.
 
@@ -536,24 +537,25 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     keys, whose proportions vary between pianos (and which a nameboard may half hide); the front edge
     is measured directly.
     """
-    image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM)
+    image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM, at)
     line = _measured_line(h, image_pts, 10)
     if line is None:  # the keys as light as what lies beyond them: where their gaps end is the edge
         line = _measured_line(h, _gap_ends(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM), 10, GAP_END_BAND_MM)
     if line is None:
         return None
     slope, back = line[1], K.WHITE_KEY_LENGTH_MM
-    offset = line[0] + slope * (x0 + n_white * U / 2)  # the edge's y at the keyboard's middle
+    offset = line[0] - at + slope * (x0 + n_white * U / 2)  # the front's y at the keyboard's middle
     return h @ np.array([[1.0, 0, 0], [slope, (back - offset) / back, offset - slope * (x0 + n_white * U / 2)], [0, 0, 1]])
 
 
-def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
-    """Fit the white-key plane to gaps and the front edge measured near where ``h`` puts them;
-    returns the homography, the last measurements (world, image points) and how many agree with it."""
+def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, at: float = 0.0):
+    """Fit the white-key plane to gaps and the front edge (found at y = ``at``: see ``_front_edge``)
+    measured near where ``h`` puts them; returns the homography, the last measurements (world, image
+    points) and how many agree with it."""
     kept = (np.zeros((0, 2)), np.zeros((0, 2)), 0)
     for _ in range(3):
         gi, gw = _gap_positions(gray, h, x0, n_white, px_per_mm)
-        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0)
+        fi, fw = _front_edge(gray, h, x0, n_white, px_per_mm, 20.0, at)
         img, wld = np.concatenate([gi, fi]), np.concatenate([gw, fw])
         if len(img) < 12:
             break
@@ -658,6 +660,13 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray
         h = _depth_from_perspective(h, gray.shape)
     else:  # the back ends are in view: measure both edges (where they show)
         front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
+        face = 0.0 if front is None else _face_depth(front, gray.shape)
+        face = _face_top(gray, front, x0, n_white, face) if face > MIN_FACE_MM else None
+        if face is not None:  # the edge found is the foot of the keys' front face: the fit's front is that far forward
+            back = K.WHITE_KEY_LENGTH_MM
+            start = front @ np.array([[1.0, 0, 0], [0, (back - face) / back, face], [0, 0, 1]])  # the back stays
+            h, (world_pts, image_pts, agree) = _refine(gray, start, x0, n_white, px_per_mm, at=-face)
+            front = _front_to_edge(gray, h, x0, n_white, px_per_mm, at=-face)
         h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, agree / possible, len(world_pts) / possible, world_pts, image_pts)
@@ -684,6 +693,63 @@ def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
     return bool(np.linalg.norm(p[3] - p[2]) > 1.02 * np.linalg.norm(p[1] - p[0]))
 
 
+def _focal(h: np.ndarray, shape: tuple[int, int]) -> float:
+    """The focal length (pixels) that makes the plane's x and y axes orthogonal under ``h`` (Zhang's
+    constraint, square pixels, principal point at the centre); ``TYPICAL_FOCAL`` when there is too
+    little perspective to tell."""
+    height, width_px = shape
+    g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
+    f2 = -(g[0, 0] * g[0, 1] + g[1, 0] * g[1, 1]) / (g[2, 0] * g[2, 1])
+    f = float(np.sqrt(max(f2, 0.0)))
+    return f if MIN_FOCAL * width_px <= f <= MAX_FOCAL * width_px else TYPICAL_FOCAL * width_px
+
+
+def _face_depth(h: np.ndarray, shape: tuple[int, int]) -> float:
+    """How far in front of the keys' front edge (mm on the key-top plane) the foot of their front face
+    shows, seen from the camera that ``h`` implies; 0 when the camera is behind the keys."""
+    height, width_px = shape
+    f = _focal(h, shape)
+    intrinsics = np.array([[f, 0, width_px / 2], [0, f, height / 2], [0, 0, 1]])
+    m = np.linalg.inv(intrinsics) @ h
+    m /= np.linalg.norm(m[:, 0]) * np.sign(m[2, 2])  # the plane's origin in front of the camera
+    r1, r2, t = m[:, 0], m[:, 1] / np.linalg.norm(m[:, 1]), m[:, 2]
+    up = np.cross(r1, r2)  # world z, up from the key tops (x along the keys, y away from the player)
+    camera = -np.column_stack([r1, r2, up]).T @ t
+    if camera[1] > 0 or camera[2] < 0:
+        return 0.0
+    # where the camera's ray through the face's foot (under the edge) meets the key-top plane
+    return float(K.WHITE_KEY_FRONT_MM * -camera[1] / camera[2])
+
+
+MIN_FACE_MM = 3.0  # a front face that shows less deep than this is not looked for
+FACE_STEP = 8.0  # grey levels between a lit front face and the key tops beyond it that show the keys' top edge
+EDGE_BLUR_PX = 4.0  # how far past an edge its blur may reach
+
+
+def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: float) -> float | None:
+    """Where the key tops begin (mm behind ``h``'s front) when the front edge ``h`` has at y = 0 is the
+    foot of the keys' lit front face, not its top; None when it is the top. A face's top edge shows
+    as the strongest step (or dark rim) in brightness between the face and the key tops, looked for
+    up to 1.5 times the ``face`` depth that the camera implies; past a true front edge the key tops
+    run on unchanged. Median over all the white keys, so hands do not count."""
+    centre = x0 + n_white * U / 2
+    mm_px = 1.0 / np.linalg.norm(np.diff(_apply(h, np.array([[centre, 0.0], [centre, 1.0]])), axis=0))
+    first = max(MIN_FACE_MM - 1.0, EDGE_BLUR_PX * mm_px)  # clear of the blur of the edge at y = 0
+    step = 0.25
+    ys = np.arange(first, 1.5 * face + 4.0 + step, step)
+    xs = x0 + (np.arange(n_white) + 0.5) * U
+    values = _samples(cv2.blur(gray, (3, 3)), _apply(h, np.column_stack([np.repeat(xs, len(ys)), np.tile(ys, len(xs))])))
+    profile = np.median(values.reshape(len(xs), len(ys)), axis=0)
+    best, where = 0.0, None
+    for k in range(int(1.0 / step), len(ys) - int(4.0 / step)):
+        if ys[k] > 1.5 * face:
+            break
+        contrast = abs(float(np.median(profile[k + 2 : k + 16])) - float(np.median(profile[: k - 1])))  # 0.5-4 mm on, and the face so far
+        if contrast > best:
+            best, where = contrast, float(ys[k])
+    return where if best >= FACE_STEP else None
+
+
 def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only: bool = False) -> np.ndarray:
     """The fit with its key depth set from perspective, keeping the front in place (for a camera behind
     the keys, where the nameboard hides their back ends and the black keys' backs, so that the keys
@@ -697,9 +763,7 @@ def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only
     height, width_px = shape
     g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
     g1, g2 = g[:, 0], g[:, 1]
-    f2 = -(g1[0] * g2[0] + g1[1] * g2[1]) / (g1[2] * g2[2])
-    if not MIN_FOCAL * width_px <= np.sqrt(max(f2, 0.0)) <= MAX_FOCAL * width_px:
-        f2 = (TYPICAL_FOCAL * width_px) ** 2
+    f2 = _focal(h, shape) ** 2
     length_x = (g1[0] ** 2 + g1[1] ** 2) / f2 + g1[2] ** 2
     length_y = (g2[0] ** 2 + g2[1] ** 2) / f2 + g2[2] ** 2
     depth = float(np.sqrt(length_x / length_y))
