@@ -32,7 +32,7 @@ LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps 
 # rows just behind the black keys' front ends where a black key is looked for: seen from the music
 # stand a tall nameboard hides all but their front 20-40 mm, and these rows stay in view
 BLACK_CHECK_ROWS_MM = (BLACK_FRONT_MM + 6.0, BLACK_FRONT_MM + 13.0, BLACK_FRONT_MM + 20.0)
-BACK_SEARCH_MM = 12.0  # how far either side of the fit's back the keys' back end is looked for
+BACK_SEARCH_MM = 25.0  # how far either side of the fit's back the keys' back end is looked for
 FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front edge is looked for (the depth may be short from behind)
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
 MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
