@@ -20,6 +20,7 @@ MIN_ROW = 5  # fewer black keys than this is not a keyboard
 MIN_LOCK_ROW = 8  # fewer than this cannot say which key is which
 ASPECT = (2.0, 15.0)  # long / short side of a black key's blob
 SQUAT_ASPECT = (1.0, ASPECT[0])  # a black key's front end alone (see the last pass)
+COMB_ASPECT = 3.0  # long / short side of black keys joined by a band at their backs (at least)
 FILL = 0.6  # blob area over its rectangle's
 
 
@@ -118,7 +119,7 @@ def _band_direction(binary: np.ndarray) -> np.ndarray | None:
     i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     pts = np.column_stack(np.nonzero(labels == i)[::-1]).astype(np.float32)
     rect = cv2.minAreaRect(pts)
-    if max(rect[1]) < 4 * max(min(rect[1]), 1.0):
+    if max(rect[1]) < COMB_ASPECT * max(min(rect[1]), 1.0):
         return None
     return _long_axis(rect)
 

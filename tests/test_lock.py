@@ -85,6 +85,8 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
                                  "the nameboard leaves the keys (28 px off at the back)",
     "stand-hands-over-front-61": "hands over half the front edge: a third of the edge points are fingers "
                                  "(refused: no front edge)",
+    "yawed-comb-wide-61": "every black key joined to a band at their backs, and the comb they make only 3.6 times as "
+                          "long as wide (refused: fewer than 8 black keys)",
 }
 
 
