@@ -73,14 +73,17 @@ FIRST_GUESSES_K1 = (0.0, -0.1, -0.2, 0.05)  # a strongly bent keyboard may need 
 ALWAYS_TRIED = 2  # the first two guesses are always compared: a bent keyboard can fit the raw image loosely,
 # and the lens estimated from that fit's own measurements then says the lens is straight
 CLEAR_AGREEMENT = 0.55  # after those, a fit this consistent is taken without trying the other guesses
+SAME_LENS = 0.03  # k1 estimates closer than this are not both fitted
+LENS_STEP = 0.01  # the step of estimate_k1's search
 
 
-def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, KeyboardFit, float]:
-    """k1 from a first lock: on the image as recorded and after a rough guess of the distortion (more
-    guesses while no fit is convincing: under a strong bend the wrong octave can fit the raw image
-    loosely), keeping the fit that agrees best with the keys' edges and black keys (the product of its
-    agreement and ``fit_score``). Also returns that first fit and the guess of k1 it was made under
-    (its pixels are ideal under that guess)."""
+def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[list[float], KeyboardFit, float]:
+    """Candidates for k1 from a first lock: on the image as recorded and after a rough guess of the
+    distortion (more guesses while no fit is convincing: under a strong bend the wrong octave can fit
+    the raw image loosely), keeping the fit that agrees best with the keys' edges and black keys (the
+    product of its agreement and ``fit_score``). The candidates: the most bent estimate of any guess's
+    fit (see ``_estimates``) and that best fit's own, when they differ. Also returns the best fit and the
+    guess of k1 it was made under (its pixels are ideal under that guess)."""
     h, w = grey.shape
     failure, fits = None, []
     for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
@@ -96,17 +99,20 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[float, Keybo
     if not fits:
         raise failure
     _, guess, fit = max(fits, key=lambda f: f[0])
-    return _most_bent(fit, fits, (w, h)), fit, guess
+    estimates = _estimates(fit, fits, (w, h))
+    bent, own = max(estimates.values(), key=abs, default=0.0), estimates.get(guess, guess)
+    if abs(own - guess) <= LENS_STEP:  # the best fit's own estimate confirms its guess: that fit needs no repeating
+        own = guess
+    return [bent] if abs(own - bent) < SAME_LENS else [bent, own], fit, guess
 
 
-def _most_bent(best: KeyboardFit, fits: list[tuple[float, float, KeyboardFit]], size: tuple[int, int]) -> float:
-    """The strongest distortion estimated from the edge measurements of any guess's fit of the same keys
-    as ``best``. A fit measures only the edges near where its own lens model puts them, so under a
-    wrong guess it understates the bend (the raw image's fit of a bent keyboard finds it straight),
-    and ``estimate_k1`` keeps a bend only where clearly more edges line up under it."""
-    estimates = [estimate_k1(replace(f, image_points=Lens(g, *size).distort(f.image_points)), size)
-                 for _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None]
-    return max(estimates, key=abs, default=0.0)
+def _estimates(best: KeyboardFit, fits: list[tuple[float, float, KeyboardFit]], size: tuple[int, int]) -> dict[float, float]:
+    """k1 estimated from the edge measurements of each guess's fit of the same keys as ``best``, by guess.
+    The most bent of them is a candidate: a fit measures only the edges near where its own lens model
+    puts them, so under a wrong guess it understates the bend (the raw image's fit of a bent keyboard
+    finds it straight), and ``estimate_k1`` keeps a bend only where clearly more edges line up under it."""
+    return {g: estimate_k1(replace(f, image_points=Lens(g, *size).distort(f.image_points)), size)
+            for _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None}
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
@@ -119,14 +125,26 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
     first = guess = None
-    if k1 is None:
-        k1, first, guess = _estimate_lens(median, num_keys)
-    gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
-    if first is not None and guess == k1:
-        fit = first
-    else:  # refit on the undistorted image; a first lock has settled which key is which
-        near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
-        fit = fit_keyboard(gray, num_keys, near)
+    candidates = [k1] if k1 is not None else None
+    if candidates is None:
+        candidates, first, guess = _estimate_lens(median, num_keys)
+    fits, failure = [], None
+    for k1 in candidates:
+        gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
+        try:
+            if first is not None and guess == k1:
+                fit = first
+            else:  # refit on the undistorted image; a first lock has settled which key is which
+                near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
+                fit = fit_keyboard(gray, num_keys, near)
+        except PianoedgeError as exc:
+            failure = failure or exc
+            continue
+        score = fit_score(gray, fit)
+        fits.append((fit.agreement * score, score, k1, fit))  # the lens under which the keys fit best
+    if not fits:
+        raise failure
+    _, score, k1, fit = max(fits, key=lambda f: f[0])
     if fit.agreement < MIN_AGREEMENT:  # the measurements a fit makes lie near it: few, even if they agree, are no proof
         if fit.agreement >= MOSTLY_AGREE * fit.measured:
             raise PianoedgeError(f"no reliable lock: only {fit.measured:.0%} of the white keys' gaps and front edge show; light "
@@ -134,7 +152,6 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
         agree = fit.agreement / fit.measured
         raise PianoedgeError(f"no reliable lock: the white keys' gaps and front edge disagree with the fit ({agree:.0%} agree); "
                              "film the keyboard less steeply, evenly lit, or give --keys")
-    score = fit_score(gray, fit)
     if score < MIN_FIT_SCORE:
         raise PianoedgeError(f"no reliable lock: only {score:.0%} of the black keys are where the fit puts them; "
                              "show the whole keyboard, evenly lit, or give --keys")

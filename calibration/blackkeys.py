@@ -87,22 +87,19 @@ def _row(rects: list, rng: np.random.Generator, iterations: int = 400) -> BlackK
     length = np.array([max(r[1]) for r in rects], float)
     axes = np.array([_long_axis(r) for r in rects])
     squat = np.array([_aspect(r) < ASPECT[0] for r in rects])
-    best, best_dir = np.array([], int), np.array([1.0, 0.0])
-    for _ in range(iterations):
-        i, j = rng.choice(len(rects), 2, replace=False)
-        d = centres[j] - centres[i]
-        dist = float(np.linalg.norm(d))
-        if dist < 1.0:
-            continue
-        u = d / dist
-        normal = np.array([-u[1], u[0]])
-        offset = np.abs((centres - centres[i]) @ normal)
-        inliers = np.flatnonzero((offset < 0.35 * np.maximum(length[i], length)) & ((np.abs(axes @ u) < 0.6) | squat)
-                                 & (length > 0.4 * length[i]) & (length < 2.5 * length[i]))
-        if len(inliers) > len(best):
-            best, best_dir = inliers, u
+    i, j = np.array([rng.choice(len(rects), 2, replace=False) for _ in range(iterations)]).T  # pairs: two blobs on the line
+    d = centres[j] - centres[i]
+    dist = np.linalg.norm(d, axis=1)
+    u = d / np.maximum(dist, 1e-9)[:, None]
+    normal = np.column_stack([-u[:, 1], u[:, 0]])
+    offset = np.abs(np.einsum("pnk,pk->pn", centres[None] - centres[i][:, None], normal))  # (pairs, blobs)
+    ref = length[i][:, None]
+    inliers = ((offset < 0.35 * np.maximum(ref, length[None])) & ((np.abs(u @ axes.T) < 0.6) | squat[None])
+               & (length[None] > 0.4 * ref) & (length[None] < 2.5 * ref) & (dist >= 1.0)[:, None])
+    k = int(np.argmax(inliers.sum(axis=1)))  # the first pair with the most blobs on its line
+    best = np.flatnonzero(inliers[k])
     if len(best) < MIN_ROW:
-        return BlackKeyRow([], best_dir)
+        return BlackKeyRow([], u[k] if dist[k] >= 1.0 else np.array([1.0, 0.0]))
     # refit the direction through all inliers
     pts = centres[best]
     vx, vy, _, _ = cv2.fitLine(pts.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
