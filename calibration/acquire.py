@@ -77,19 +77,19 @@ SAME_LENS = 0.03  # k1 estimates closer than this are not both fitted
 LENS_STEP = 0.01  # the step of estimate_k1's search
 
 
-def _estimate_lens(grey: np.ndarray, num_keys: int | None) -> tuple[list[float], KeyboardFit, float]:
+def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple[list[float], KeyboardFit, float]:
     """Candidates for k1 from a first lock: on the image as recorded and after a rough guess of the
     distortion (more guesses while no fit is convincing: under a strong bend the wrong octave can fit
     the raw image loosely), keeping the fit that agrees best with the keys' edges and black keys (the
     product of its agreement and ``fit_score``). The candidates: the most bent estimate of any guess's
     fit (see ``_estimates``) and that best fit's own, when they differ. Also returns the best fit and the
-    guess of k1 it was made under (its pixels are ideal under that guess)."""
+    guess of k1 it was made under (its pixels are ideal under that guess). ``clean``: see ``find_black_keys``."""
     h, w = grey.shape
     failure, fits = None, []
     for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
         image = cv2.remap(grey, *Lens(guess, w, h).undistort_maps(), cv2.INTER_LINEAR) if guess else grey
         try:
-            fit = fit_keyboard(image, num_keys)
+            fit = fit_keyboard(image, num_keys, clean=clean)
         except PianoedgeError as exc:
             failure = failure or exc
             continue
@@ -121,13 +121,24 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     ``k1``: the lens's radial distortion when known; by default it is estimated from the keys'
     straight edges, and the lock is fitted again on the undistorted image when it matters.
     """
-    h, w = frames[0].shape[:2]
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
+    try:
+        return _lock(median, num_keys, k1, clean=False)
+    except PianoedgeError as failure:
+        try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
+            return _lock(median, num_keys, k1, clean=True)
+        except PianoedgeError:
+            raise failure from None
+
+
+def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: bool) -> Lock:
+    """``lock_frames`` on the frames' median (``clean``: see ``find_black_keys``)."""
+    h, w = median.shape
     first = guess = None
-    candidates = [k1] if k1 is not None else None
-    if candidates is None:
-        candidates, first, guess = _estimate_lens(median, num_keys)
+    candidates = [k1]
+    if k1 is None:
+        candidates, first, guess = _estimate_lens(median, num_keys, clean)
     fits, failure = [], None
     for k1 in candidates:
         gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
@@ -136,7 +147,7 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
                 fit = first
             else:  # refit on the undistorted image; a first lock has settled which key is which
                 near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
-                fit = fit_keyboard(gray, num_keys, near)
+                fit = fit_keyboard(gray, num_keys, near, clean)
         except PianoedgeError as exc:
             failure = failure or exc
             continue

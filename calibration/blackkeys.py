@@ -22,6 +22,7 @@ ASPECT = (2.0, 15.0)  # long / short side of a black key's blob
 SQUAT_ASPECT = (1.0, ASPECT[0])  # a black key's front end alone (see the last pass)
 COMB_ASPECT = 3.0  # long / short side of black keys joined by a band at their backs (at least)
 FILL = 0.6  # blob area over its rectangle's
+SOLID = 0.85  # a blob that fills less of its rectangle than this may have lines hanging on (see ``clean``)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class BlackKeyRow:
         return len(self.rects)
 
 
+
 def _long_axis(rect) -> np.ndarray:
     (_, _), (w, h), angle = rect
     a = np.deg2rad(angle)
@@ -64,19 +66,32 @@ def _aspect(rect) -> float:
     return max(rect[1]) / max(min(rect[1]), 1.0)
 
 
-def _blobs(binary: np.ndarray, max_area: float, aspect: tuple[float, float] = ASPECT) -> list:
+def _blobs(binary: np.ndarray, max_area: float, aspect: tuple[float, float] = ASPECT, clean: bool = False) -> list:
+    """Rotated rects of the blobs shaped like black keys (``clean``: blobs that are not plain bars are
+    measured without the thin lines hanging on them)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary)
     rects = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
         if area < 15 or area > max_area:
             continue
-        pts = (np.column_stack(np.nonzero(labels[y : y + h, x : x + w] == i)[::-1]) + [x, y]).astype(np.float32)
-        rect = cv2.minAreaRect(pts)
+        mask = (labels[y : y + h, x : x + w] == i).astype(np.uint8)
+        rect = _rect(mask, x, y)
+        if clean and area < SOLID * rect[1][0] * rect[1][1]:
+            mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+            area = int(mask.sum())
+            if area < 15:
+                continue
+            rect = _rect(mask, x, y)
         rw, rh = rect[1]
         if aspect[0] <= _aspect(rect) < aspect[1] and area > FILL * rw * rh:
             rects.append(rect)
     return rects
+
+
+def _rect(mask: np.ndarray, x: int, y: int):
+    """OpenCV rotated rect of a blob's pixels (``mask``, its top-left corner at x, y)."""
+    return cv2.minAreaRect((np.column_stack(np.nonzero(mask)[::-1]) + [x, y]).astype(np.float32))
 
 
 def _row(rects: list, rng: np.random.Generator, iterations: int = 400) -> BlackKeyRow:
@@ -132,15 +147,17 @@ def _without_bands(binary: np.ndarray, direction: np.ndarray, length: int) -> np
     return cv2.morphologyEx(keys_only, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
 
 
-def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
-    """The row of black keys in a grey image (empty when there is none)."""
+def find_black_keys(gray: np.ndarray, clean: bool = False) -> BlackKeyRow:
+    """The row of black keys in a grey image (empty when there is none). ``clean``: blobs that are not
+    plain bars are measured without the thin lines hanging on them (white-key gaps touching a black
+    key lengthen its blob, and a row of such keys skews the fit), for a lock that fails without."""
     h, w = gray.shape
     k = max(int(w / 40) | 1, 9)
     blackhat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     _, binary = cv2.threshold(blackhat, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     rng = np.random.default_rng(0)
     max_area = 0.01 * w * h
-    best = _row(_blobs(binary, max_area), rng)
+    best = _row(_blobs(binary, max_area, clean=clean), rng)
     # second pass: cut away bands that run along the row (what black keys' backs often touch), along
     # the row found, and while that is too short to lock, along the comb that keys touching a band make
     directions = []
@@ -150,11 +167,11 @@ def find_black_keys(gray: np.ndarray) -> BlackKeyRow:
         directions.append((comb, 3 * k))
     masks = [binary] + [_without_bands(binary, direction, length) for direction, length in directions]
     for mask in masks[1:]:
-        row = _row(_blobs(mask, max_area), rng)
+        row = _row(_blobs(mask, max_area, clean=clean), rng)
         if len(row) > len(best):
             best = row
     for mask in masks if len(best) < MIN_LOCK_ROW else []:
-        row = _row(_blobs(mask, max_area, (SQUAT_ASPECT[0], ASPECT[1])), rng)
+        row = _row(_blobs(mask, max_area, (SQUAT_ASPECT[0], ASPECT[1]), clean), rng)
         if len(row) > len(best):
             best = row
     return best

@@ -620,13 +620,19 @@ def _stretched(gray: np.ndarray) -> np.ndarray:
 SAME_KEYS_WHITE = 2.0  # white keys: how far a refit's ends may lie from the lock it confirms (an octave is 7)
 
 
-def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray | None = None) -> KeyboardFit:
-    """Lock onto the keyboard in an (ideal, undistorted) grey image.
+def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray | None = None, clean: bool = False) -> KeyboardFit:
+    """Lock onto the keyboard in an (ideal, undistorted) grey image (``clean``: see ``find_black_keys``).
 
     ``near``: where a lock already made on the same view (under another guess of the lens) puts the
     keyboard's ends (``KeyboardFit.ends``, in this image's pixels): which key is which is then settled,
     and only hypotheses that put the ends there are weighed."""
-    row = find_black_keys(gray)
+    lo, size, h = _which_keys(gray, find_black_keys(gray, clean), num_keys, near)
+    return _fit_white_keys(gray, lo, size, h)
+
+
+def _which_keys(gray: np.ndarray, row: BlackKeyRow, num_keys: int | None, near: np.ndarray | None) -> tuple[int, int, np.ndarray]:
+    """The keyboard's lowest pitch, size and black-key-top homography that ``row`` says most clearly
+    (see ``_hypotheses``), or a PianoedgeError saying why none does."""
     if len(row) < MIN_LOCK_ROW:
         raise PianoedgeError(f"no keyboard found: fewer than {MIN_LOCK_ROW} black keys visible. Make sure the keys are in view and lit")
     best = _hypotheses(gray, row, (num_keys,) if num_keys else tuple(K.KEYBOARD_SIZES), near)
@@ -642,7 +648,14 @@ def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray
                              "make both ends visible and evenly lit (or give --keys)")
     if len(best) > 1 and best[0][0] - best[1][0] < MIN_SCORE_MARGIN:
         raise PianoedgeError("cannot tell which key is which: both ends of the keyboard must be visible (or give --keys)")
-    _, shift, lo, size, h = best[0]
+    _, _, lo, size, h = best[0]
+    return lo, size, h
+
+
+def _fit_white_keys(gray: np.ndarray, lo: int, size: int, h: np.ndarray) -> KeyboardFit:
+    """The fit of the white-key surface, from the black-key-top homography ``h`` of a keyboard of
+    ``size`` keys from ``lo``: refitted to the white keys' gaps and front edge, then its depth to
+    their measured ends (or, seen from behind, to perspective)."""
     n_white = K.layout(size).num_white
     x0 = REFERENCE.key(lo).left * U
     px_per_mm = _px_per_mm(h, lo, size)
