@@ -54,7 +54,6 @@ class BlackKeyRow:
         return len(self.rects)
 
 
-
 def _long_axis(rect) -> np.ndarray:
     (_, _), (w, h), angle = rect
     a = np.deg2rad(angle)

@@ -119,8 +119,7 @@ def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
     n = len(pts)
     pts = np.pad(pts, ((0, -n % SAMPLE_ROW), (0, 0))).reshape(-1, SAMPLE_ROW, 2) if n > SAMPLE_ROW else pts[None]
     values = cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
-    values = values.reshape(-1, 3)[:n] @ np.float32([0.114, 0.587, 0.299]) if gray.ndim == 3 else values.ravel()[:n]
-    return values
+    return values.reshape(-1, 3)[:n] @ np.float32([0.114, 0.587, 0.299]) if gray.ndim == 3 else values.ravel()[:n]
 
 
 IDENTIFY_CHUNK = 512  # hypotheses scored at once by _identify
@@ -737,6 +736,7 @@ def _face_depth(h: np.ndarray, shape: tuple[int, int]) -> float:
 MIN_FACE_MM = 3.0  # a front face that shows less deep than this is not looked for
 FACE_STEP = 8.0  # grey levels between a lit front face and the key tops beyond it that show the keys' top edge
 EDGE_BLUR_PX = 4.0  # how far past an edge its blur may reach
+FACE_FROM_MM = 2.0  # the face's brightness is read from at least this far past its foot
 
 
 def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: float) -> float | None:
@@ -747,7 +747,7 @@ def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: fl
     run on unchanged. Median over all the white keys, so hands do not count."""
     centre = x0 + n_white * U / 2
     mm_px = 1.0 / np.linalg.norm(np.diff(_apply(h, np.array([[centre, 0.0], [centre, 1.0]])), axis=0))
-    first = max(MIN_FACE_MM - 1.0, EDGE_BLUR_PX * mm_px)  # clear of the blur of the edge at y = 0
+    first = max(FACE_FROM_MM, EDGE_BLUR_PX * mm_px)  # clear of the blur of the edge at y = 0
     step = 0.25
     ys = np.arange(first, 1.5 * face + 4.0 + step, step)
     xs = x0 + (np.arange(n_white) + 0.5) * U
@@ -770,8 +770,8 @@ def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only
 
     With square pixels and the principal point at the centre, the plane's x and y axes must come out
     orthogonal and equally long (Zhang's constraints), which fixes the focal length and the y scale.
-    Unchanged when there is too little perspective to tell the focal length; ``lengthen_only``: for a
-    first estimate, only the lengthening that hidden back ends call for.
+    A typical focal length stands in when there is too little perspective to tell (``_focal``);
+    ``lengthen_only``: for a first estimate, only the lengthening that hidden back ends call for.
     """
     height, width_px = shape
     g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
