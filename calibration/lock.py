@@ -742,7 +742,8 @@ FACE_FROM_MM = 2.0  # the face's brightness is read from at least this far past 
 def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: float) -> float | None:
     """Where the key tops begin (mm behind ``h``'s front) when the front edge ``h`` has at y = 0 is the
     foot of the keys' lit front face, not its top; None when it is the top. A face's top edge shows
-    as the strongest step (or dark rim) in brightness between the face and the key tops, looked for
+    as the strongest step in brightness between the face and the key tops, or a dark rim (the rounded
+    edge) between them, looked for
     up to 1.5 times the ``face`` depth that the camera implies; past a true front edge the key tops
     run on unchanged. Median over all the white keys, so hands do not count."""
     centre = x0 + n_white * U / 2
@@ -757,7 +758,9 @@ def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: fl
     for k in range(int(1.0 / step), len(ys) - int(4.0 / step)):
         if ys[k] > 1.5 * face:
             break
-        contrast = abs(float(np.median(profile[k + 2 : k + 16])) - float(np.median(profile[: k - 1])))  # 0.5-4 mm on, and the face so far
+        before, after = float(np.median(profile[: k - 1])), float(np.median(profile[k + 2 : k + 16]))  # the face so far, 0.5-4 mm on
+        rim = min(before, after) - float(profile[k - 1 : k + 2].min())  # a dark rounded edge between them
+        contrast = max(abs(after - before), rim)
         if contrast > best:
             best, where = contrast, float(ys[k])
     return where if best >= FACE_STEP else None
