@@ -102,8 +102,8 @@ def test_hard_views_lock_to_the_right_keys(name):
     assert error.mean() < 5.0, f"corner errors {np.round(error, 1)} px"
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 3): the low half's black keys, thin against a dark fallboard, "
-                                      "go undetected and the 88-key keyboard is taken for 61 keys")
+@pytest.mark.xfail(strict=True, reason="known bug (issue 3): the light falls off across the keyboard, the dim half's black "
+                                      "keys go undetected and the 88-key keyboard is taken for 61 keys")
 def test_a_keyboard_whose_low_black_keys_go_unseen_is_not_locked_as_a_smaller_one():
     """An overhead 88-key take (seed 2340) whose low half's black keys are not detected: a 61-key
     hypothesis then scores best, its low end in the middle of the keyboard. Any answer but that is
