@@ -542,9 +542,9 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
         line = _measured_line(h, _gap_ends(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM), 10, GAP_END_BAND_MM)
     if line is None:
         return None
-    slope, back = line[1], K.WHITE_KEY_LENGTH_MM
-    offset = line[0] - at + slope * (x0 + n_white * U / 2)  # the front's y at the keyboard's middle
-    return h @ np.array([[1.0, 0, 0], [slope, (back - offset) / back, offset - slope * (x0 + n_white * U / 2)], [0, 0, 1]])
+    slope, back, middle = line[1], K.WHITE_KEY_LENGTH_MM, x0 + n_white * U / 2
+    offset = line[0] - at + slope * middle  # the front's y at the keyboard's middle
+    return h @ np.array([[1.0, 0, 0], [slope, (back - offset) / back, offset - slope * middle], [0, 0, 1]])
 
 
 def _refine(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, at: float = 0.0):
@@ -705,12 +705,18 @@ def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
     return bool(np.linalg.norm(p[3] - p[2]) > 1.02 * np.linalg.norm(p[1] - p[0]))
 
 
+def _centred(h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``h`` into pixels measured from the image centre (the principal point assumed there)."""
+    height, width_px = shape
+    return np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
+
+
 def _focal(h: np.ndarray, shape: tuple[int, int]) -> float:
     """The focal length (pixels) that makes the plane's x and y axes orthogonal under ``h`` (Zhang's
     constraint, square pixels, principal point at the centre); ``TYPICAL_FOCAL`` when there is too
     little perspective to tell."""
-    height, width_px = shape
-    g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
+    width_px = shape[1]
+    g = _centred(h, shape)
     f2 = -(g[0, 0] * g[0, 1] + g[1, 0] * g[1, 1]) / (g[2, 0] * g[2, 1])
     f = float(np.sqrt(max(f2, 0.0)))
     return f if MIN_FOCAL * width_px <= f <= MAX_FOCAL * width_px else TYPICAL_FOCAL * width_px
@@ -776,8 +782,7 @@ def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only
     A typical focal length stands in when there is too little perspective to tell (``_focal``);
     ``lengthen_only``: for a first estimate, only the lengthening that hidden back ends call for.
     """
-    height, width_px = shape
-    g = np.array([[1, 0, -width_px / 2], [0, 1, -height / 2], [0, 0, 1]]) @ h
+    g = _centred(h, shape)
     g1, g2 = g[:, 0], g[:, 1]
     f2 = _focal(h, shape) ** 2
     length_x = (g1[0] ** 2 + g1[1] ** 2) / f2 + g1[2] ** 2
