@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
 from .lens import Lens
-from .lock import KeyboardFit, estimate_k1, fit_keyboard, fit_score
+from .lock import KeyboardFit, UnclearKeys, estimate_k1, fit_keyboard, fit_score
 from .lockfile import Lock
 
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
@@ -80,30 +81,51 @@ LENS_STEP = 0.01  # the step of estimate_k1's search
 def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple[list[float], KeyboardFit, float]:
     """Candidates for k1 from a first lock: on the image as recorded and after a rough guess of the
     distortion (more guesses while no fit is convincing: under a strong bend the wrong octave can fit
-    the raw image loosely), keeping the fit that agrees best with the keys' edges and black keys (the
-    product of its agreement and ``fit_score``). The candidates: the most bent estimate of any guess's
+    the raw image loosely; all of them when the guesses disagree on which keys these are), keeping the
+    fit that agrees best with the keys' edges and black keys (the product of its agreement and
+    ``fit_score``, but see ``_whole_keyboard``). The candidates: the most bent estimate of any guess's
     fit (see ``_estimates``) and that best fit's own, when they differ. Also returns the best fit and the
     guess of k1 it was made under (its pixels are ideal under that guess). ``clean``: see ``find_black_keys``."""
     h, w = grey.shape
-    failure, fits = None, []
+    failure, fits, unsure = None, [], False
     for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
         image = cv2.remap(grey, *Lens(guess, w, h).undistort_maps(), cv2.INTER_LINEAR) if guess else grey
         try:
             fit = fit_keyboard(image, num_keys, clean=clean)
+        except UnclearKeys as exc:
+            failure, unsure = failure or exc, True
+            continue
         except PianoedgeError as exc:
             failure = failure or exc
             continue
         fits.append((fit.agreement * fit_score(image, fit), guess, fit))  # white-key edges and black keys alike
-        if tried >= ALWAYS_TRIED and max(fits, key=lambda f: f[0])[2].agreement >= CLEAR_AGREEMENT:
+        unsure |= len({(f.lowest, f.num_keys) for _, _, f in fits}) > 1
+        if tried >= ALWAYS_TRIED and not unsure and max(fits, key=lambda f: f[0])[2].agreement >= CLEAR_AGREEMENT:
             break
     if not fits:
         raise failure
-    _, guess, fit = max(fits, key=lambda f: f[0])
+    _, guess, fit = _whole_keyboard(max(fits, key=lambda f: f[0]), fits, (w, h))
     estimates = _estimates(fit, fits, (w, h))
     bent, own = max(estimates.values(), key=abs, default=0.0), estimates.get(guess, guess)
     if abs(own - guess) <= LENS_STEP:  # the best fit's own estimate confirms its guess: that fit needs no repeating
         own = guess
     return [bent] if abs(own - bent) < SAME_LENS else [bent, own], fit, guess
+
+
+def _whole_keyboard(best: tuple[float, float, KeyboardFit], fits: list[tuple[float, float, KeyboardFit]],
+                    size: tuple[int, int]) -> tuple[float, float, KeyboardFit]:
+    """``best``, or a fit of more keys under another guess that ends where it ends (within a white key)
+    and would itself be accepted: then the smaller fit is a part of that keyboard whose far end it
+    missed (in the dark, under hands). Its share of agreement can be higher only because it claims less."""
+    ends = Lens(best[1], *size).distort(best[2].ends())
+    key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(best[2].num_keys).num_white
+    wholes = [(fit.num_keys, product, guess, fit) for product, guess, fit in fits
+              if fit.num_keys > best[2].num_keys and fit.agreement >= MIN_AGREEMENT and product / fit.agreement >= MIN_FIT_SCORE
+              and np.linalg.norm(ends - Lens(guess, *size).distort(fit.ends()), axis=1).min() < key_px]
+    if not wholes:
+        return best
+    _, product, guess, fit = max(wholes, key=lambda c: c[:2])
+    return product, guess, fit
 
 
 def _estimates(best: KeyboardFit, fits: list[tuple[float, float, KeyboardFit]], size: tuple[int, int]) -> dict[float, float]:

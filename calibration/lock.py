@@ -167,30 +167,40 @@ def _identify(t: np.ndarray) -> np.ndarray:
     return best
 
 
+BLACK_KEY_ROWS_MM = (75.0, 100.0, 125.0)  # rows across the black keys' tops where each is looked for as a dark run
+
+
+def _black_key_runs(gray: np.ndarray, h: np.ndarray, x: np.ndarray, y: float, px_per_mm: float) -> tuple[np.ndarray, ...]:
+    """For black keys centred at x (mm) on row y: whether one dark run between bright lies within 0.6
+    white keys of where ``h`` puts each (so a key the blob finder missed, or one a homography
+    extrapolates to, still counts; a plain case or an end's edge does not), the run's centre (mm from
+    x) and its width (mm; callers judge whether it is a black key's)."""
+    offsets = np.arange(-0.6 * U, 0.6 * U, 0.5 / px_per_mm)
+    grid = np.stack([np.add.outer(x, offsets), np.full((len(x), len(offsets)), y)], axis=2)
+    pts = _apply(h, grid.reshape(-1, 2))
+    inside = ((pts >= 0) & (pts < gray.shape[::-1])).all(axis=1).reshape(len(x), -1).all(axis=1)
+    v = _samples(gray, pts).reshape(len(x), -1)
+    lo_v, hi_v = v.min(axis=1), np.median(np.concatenate([v[:, :8], v[:, -8:]], axis=1), axis=1)
+    dark = v < ((lo_v + hi_v) / 2)[:, None]
+    steps = np.diff(dark.astype(np.int8), axis=1) != 0
+    first = np.argmax(steps, axis=1)  # the first and last dark/bright change in each key's window
+    last = steps.shape[1] - 1 - np.argmax(steps[:, ::-1], axis=1)
+    one_run = inside & (hi_v - lo_v >= 25) & (steps.sum(axis=1) == 2) & dark[np.arange(len(x)), first + 1]
+    return one_run, (offsets[first] + offsets[last]) / 2, offsets[last] - offsets[first]
+
+
 def _black_key_plane(gray: np.ndarray, h: np.ndarray, lo: int, size: int, px_per_mm: float) -> np.ndarray:
     """Refit the black-key-top homography on every black key of the keyboard, each looked for across
-    its row near where ``h`` puts it: keys the blob finder missed (glare, fused with a shadow) count too,
-    so the fit no longer extrapolates from one part of the keyboard."""
+    its row near where ``h`` puts it (``_black_key_runs``): keys the blob finder missed (glare, fused
+    with a shadow) count too, so the fit no longer extrapolates from one part of the keyboard."""
     x = np.array([REFERENCE.key(k.pitch).centre * U for k in K.layout(size, lo).blacks])
-    offsets = np.arange(-0.6 * U, 0.6 * U, 0.5 / px_per_mm)
-    half = K.BLACK_KEY_WIDTH_MM / 2
     for _ in range(2):
         world, image = [], []
-        for y in (75.0, 100.0, 125.0):
-            grid = np.stack([np.add.outer(x, offsets), np.full((len(x), len(offsets)), y)], axis=2)
-            pts = _apply(h, grid.reshape(-1, 2))
-            inside = ((pts >= 0) & (pts < gray.shape[::-1])).all(axis=1).reshape(len(x), -1).all(axis=1)
-            v = _samples(gray, pts).reshape(len(x), -1)
-            lo_v, hi_v = v.min(axis=1), np.median(np.concatenate([v[:, :8], v[:, -8:]], axis=1), axis=1)
-            dark = v < ((lo_v + hi_v) / 2)[:, None]
-            steps = np.diff(dark.astype(np.int8), axis=1) != 0
-            first = np.argmax(steps, axis=1)  # the first and last dark/bright change in each key's window
-            last = steps.shape[1] - 1 - np.argmax(steps[:, ::-1], axis=1)
-            width = offsets[last] - offsets[first]
-            keys = (inside & (hi_v - lo_v >= 25) & (steps.sum(axis=1) == 2)  # one dark run inside the window ...
-                    & dark[np.arange(len(x)), first + 1] & (np.abs(width - 2 * half) <= 0.35 * half * 2))  # ... a black key wide
-            world += [[x[k], y] for k in np.flatnonzero(keys)]
-            image += [[x[k] + (offsets[first[k]] + offsets[last[k]]) / 2, y] for k in np.flatnonzero(keys)]
+        for y in BLACK_KEY_ROWS_MM:
+            run, centre, width = _black_key_runs(gray, h, x, y, px_per_mm)
+            found = run & (np.abs(width - K.BLACK_KEY_WIDTH_MM) <= 0.35 * K.BLACK_KEY_WIDTH_MM)  # a black key's top wide
+            world += [[x[k], y] for k in np.flatnonzero(found)]
+            image += [[x[k] + centre[k], y] for k in np.flatnonzero(found)]
         if len(world) < 12:
             break
         refit, _ = cv2.findHomography(np.array(world), _apply(h, np.array(image)), cv2.RANSAC, 2.0)
@@ -223,10 +233,14 @@ def _black_keys_shown(gray: np.ndarray, h: np.ndarray, pitches: list[int], searc
     homography extrapolated beyond the keys it was fitted to) in at least ``rows`` of the
     ``BLACK_CHECK_ROWS_MM``, and whether it is in the frame at all. ``distort``: ideal to recorded
     pixels, to sample a frame as recorded (the lens applied to the points, not the image)."""
+    return _dark_at(gray, h, _black_x(pitches), search, rows, distort)
+
+
+def _black_x(pitches: list[int]) -> np.ndarray:
+    """x (mm from A0's edge) of black keys, continued by whole octaves beyond the 88 keys."""
     octaves = np.array([int(np.ceil((p - K.HIGHEST_PITCH) / 12)) if p > K.HIGHEST_PITCH else
                         -int(np.ceil((K.LOWEST_PITCH - p) / 12)) if p < K.LOWEST_PITCH else 0 for p in pitches], int)
-    x = np.array([REFERENCE.key(p - 12 * o).centre * U for p, o in zip(pitches, octaves)]).reshape(-1) + octaves * 7 * U
-    return _dark_at(gray, h, x, search, rows, distort)
+    return np.array([REFERENCE.key(p - 12 * o).centre * U for p, o in zip(pitches, octaves)]).reshape(-1) + octaves * 7 * U
 
 
 def _dark_at(gray: np.ndarray, h: np.ndarray, x: np.ndarray, search: float, rows: int, distort) -> tuple[np.ndarray, np.ndarray]:
@@ -260,6 +274,11 @@ def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, see
     return float((inside & ~dark).sum() / max(inside.sum(), 1))
 
 
+CLEAR_OF_END_U = 1.0  # black keys beyond an end whose centre is nearer to it than this straddle it (one side on the keys)
+KEPT_ON = 2  # clearly found black keys beyond an end that say the keyboard goes on there
+SEEN_BLACK_WIDTH = (0.65, 1.7)  # a black key's dark run over its width: its top, or with a side face seen at an angle
+
+
 def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
     """How well the white keys stop where this keyboard's ends would be (bright inside, not outside),
     summed over both ends. An end out of the frame adds nothing: a hypothesis whose other end lies
@@ -268,6 +287,7 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
     x1 = x0 + K.layout(size).num_white * U
     ys = np.array([8.0, 20.0, 32.0])
     height, width = gray.shape
+    px_per_mm = _px_per_mm(h, lo, size)
     scores = []
     for edge, inward in ((x0, 1.0), (x1, -1.0)):
         inside = _apply(h, np.array([[edge + inward * f * U, y] for f in (0.25, 0.5, 0.75) for y in ys]))
@@ -282,8 +302,28 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         beyond = [p for p in range(end_pitch - 12, end_pitch) if inward > 0 and K.is_black(p)] or \
                  [p for p in range(end_pitch + 1, end_pitch + 13) if inward < 0 and K.is_black(p)]
         dark, shown = _black_keys_shown(gray, h, beyond)
-        scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1))
+        scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
+                      - _goes_on(gray, h, beyond, edge, px_per_mm))
     return float(np.sum(scores)) if scores else -np.inf
+
+
+def _goes_on(gray: np.ndarray, h: np.ndarray, beyond: list[int], edge: float, px_per_mm: float) -> float:
+    """0 to 1: how clearly black keys go on past an end (edge, mm): those of ``beyond`` (pitches, the
+    octave past the end) found as a black key's dark run (``_black_key_runs``, ``SEEN_BLACK_WIDTH``) in
+    at least two of ``BLACK_KEY_ROWS_MM``, counted up to ``KEPT_ON``. ``_black_keys_shown`` takes any
+    dark spot between bright ones, which a case's pattern or a hand can make; this test is strict, so
+    a key that passes is a key. It catches an end put in the middle of a keyboard whose further black
+    keys the blob finder missed (in a dimmer part of the room, say)."""
+    x = _black_x(beyond)
+    x = x[np.abs(x - edge) > CLEAR_OF_END_U * U]
+    if not len(x):
+        return 0.0
+    found = np.zeros(len(x), int)
+    for y in BLACK_KEY_ROWS_MM:
+        run, _, width = _black_key_runs(gray, h, x, y, px_per_mm)
+        found += run & (width >= SEEN_BLACK_WIDTH[0] * K.BLACK_KEY_WIDTH_MM) & (width <= SEEN_BLACK_WIDTH[1] * K.BLACK_KEY_WIDTH_MM)
+    found = found >= 2
+    return min(int(found.sum()), KEPT_ON) / KEPT_ON
 
 
 def _gap_contrast(gray: np.ndarray, h: np.ndarray, gaps_mm: np.ndarray) -> np.ndarray:
@@ -616,6 +656,10 @@ def _stretched(gray: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(gray, alpha=255.0 / (hi - lo), beta=-lo * 255.0 / (hi - lo))
 
 
+class UnclearKeys(PianoedgeError):
+    """Two readings of which key is which (an octave apart, or keyboards of two sizes) fit about as well."""
+
+
 SAME_KEYS_WHITE = 2.0  # white keys: how far a refit's ends may lie from the lock it confirms (an octave is 7)
 
 
@@ -646,7 +690,7 @@ def _which_keys(gray: np.ndarray, row: BlackKeyRow, num_keys: int | None, near: 
         raise PianoedgeError("cannot find the keyboard's ends where its black keys say they are: "
                              "make both ends visible and evenly lit (or give --keys)")
     if len(best) > 1 and best[0][0] - best[1][0] < MIN_SCORE_MARGIN:
-        raise PianoedgeError("cannot tell which key is which: both ends of the keyboard must be visible (or give --keys)")
+        raise UnclearKeys("cannot tell which key is which: both ends of the keyboard must be visible (or give --keys)")
     _, _, lo, size, h = best[0]
     return lo, size, h
 
