@@ -146,16 +146,18 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
     try:
-        return _lock(median, num_keys, k1, clean=False)
+        return _lock(median, num_keys, k1, clean=False, last_try=False)
     except PianoedgeError as failure:
         try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
-            return _lock(median, num_keys, k1, clean=True)
+            return _lock(median, num_keys, k1, clean=True, last_try=True)
         except PianoedgeError:
             raise failure from None
 
 
-def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: bool) -> Lock:
-    """``lock_frames`` on the frames' median (``clean``: see ``find_black_keys``)."""
+def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: bool, last_try: bool) -> Lock:
+    """``lock_frames`` on the frames' median (``clean``: see ``find_black_keys``). On the ``last_try``, a
+    first lock whose refits on the undistorted image all failed (after a remap the black keys can fuse
+    with a band at their backs) stands, under the guess of the lens it was made with."""
     h, w = median.shape
     first = guess = None
     candidates = [k1]
@@ -175,6 +177,9 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
             continue
         score = fit_score(gray, fit)
         fits.append((fit.agreement * score, score, k1, fit))  # the lens under which the keys fit best
+    if not fits and first is not None and last_try:
+        score = fit_score(cv2.remap(median, *Lens(guess, w, h).undistort_maps(), cv2.INTER_LINEAR) if guess else median, first)
+        fits.append((first.agreement * score, score, guess, first))
     if not fits:
         raise failure
     _, score, k1, fit = max(fits, key=lambda f: f[0])

@@ -298,13 +298,19 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside[in_frame]))) / 255.0
         # the first gaps inside must all show (not a plain case), and no black keys go on beyond
         comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min()
-        end_pitch = lo if inward > 0 else K.layout(size, lo).keys[-1].pitch
-        beyond = [p for p in range(end_pitch - 12, end_pitch) if inward > 0 and K.is_black(p)] or \
-                 [p for p in range(end_pitch + 1, end_pitch + 13) if inward < 0 and K.is_black(p)]
+        beyond = _past_end(lo, size, low=inward > 0)
         dark, shown = _black_keys_shown(gray, h, beyond)
         scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
                       - _goes_on(gray, h, beyond, edge, px_per_mm))
     return float(np.sum(scores)) if scores else -np.inf
+
+
+def _past_end(lo: int, size: int, low: bool) -> list[int]:
+    """Pitches of the black keys in the octave past the keyboard's low (or high) end, nearest first."""
+    if low:
+        return [p for p in range(lo - 1, lo - 13, -1) if K.is_black(p)]
+    top = K.layout(size, lo).keys[-1].pitch
+    return [p for p in range(top + 1, top + 13) if K.is_black(p)]
 
 
 def _goes_on(gray: np.ndarray, h: np.ndarray, beyond: list[int], edge: float, px_per_mm: float) -> float:
@@ -637,8 +643,8 @@ def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes,
                 shifted = index[keep] + 5 * shift  # five black keys an octave
                 world = np.column_stack([np.tile(BLACK_X_MM[shifted], 2), y_world])
                 h, _ = cv2.findHomography(world, image, cv2.RANSAC, 3.0)
-                if h is None or (near is not None and not _same_keys(h, lo, size, near)):
-                    continue
+                if h is None or (near is not None and not _same_keys(h, lo, size, near, ROUGHLY_SAME_KEYS_WHITE)):
+                    continue  # before its plane refit (_which_keys checks it again after)
                 h = _black_key_plane(gray, h, lo, size, _px_per_mm(h, lo, size))
                 # fewest black keys missing where this keyboard has them, then the clearest ends
                 seen = (REFERENCE.blacks[shifted.min()].pitch, REFERENCE.blacks[shifted.max()].pitch)
@@ -661,6 +667,8 @@ class UnclearKeys(PianoedgeError):
 
 
 SAME_KEYS_WHITE = 2.0  # white keys: how far a refit's ends may lie from the lock it confirms (an octave is 7)
+ROUGHLY_SAME_KEYS_WHITE = 3.5  # the same for a fit on the black keys found, before its plane refit: it may extrapolate
+# its ends a few keys off (strong yaw, keys found on part of the keyboard); half an octave still tells octaves apart
 
 
 def fit_keyboard(gray: np.ndarray, num_keys: int | None = None, near: np.ndarray | None = None, clean: bool = False) -> KeyboardFit:
@@ -735,11 +743,11 @@ def _ends(h: np.ndarray, lo: int, size: int) -> np.ndarray:
     return _apply(h, np.array([[x0, BLACK_FRONT_MM], [x0 + width, BLACK_FRONT_MM]]))
 
 
-def _same_keys(h: np.ndarray, lo: int, size: int, near: np.ndarray) -> bool:
-    """Whether a hypothesis puts both ends of the keyboard within ``SAME_KEYS_WHITE`` white keys of ``near``."""
+def _same_keys(h: np.ndarray, lo: int, size: int, near: np.ndarray, within: float = SAME_KEYS_WHITE) -> bool:
+    """Whether a hypothesis puts both ends of the keyboard within ``within`` white keys of ``near``."""
     ends = _ends(h, lo, size)
     key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(size).num_white
-    return bool(np.linalg.norm(ends - near, axis=1).max() < SAME_KEYS_WHITE * key_px)
+    return bool(np.linalg.norm(ends - near, axis=1).max() < within * key_px)
 
 
 def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
@@ -842,6 +850,9 @@ def _px_per_mm(h: np.ndarray, lo: int, size: int) -> float:
     return max(float(np.linalg.norm(corners[1] - corners[0])) / width, 0.5) * 2
 
 
+CLOSER_SPREAD = 0.6  # a bend that brings the keys' edge points this much closer to one homography is the lens's
+
+
 def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
     """Radial distortion under which the most measured gap and front-edge points fit one homography
     (the keys' edges are straight lines), ties (within 2 %) going to the smallest median distance of
@@ -865,8 +876,12 @@ def estimate_k1(fit: KeyboardFit, image_size: tuple[int, int]) -> float:
             counts[k], spread[k] = consistency(grid[k])
     near_best = np.flatnonzero(counts >= 0.98 * counts.max())
     best = float(grid[near_best[np.argmin(spread[near_best])]])
-    # only when it matters: clearly more of the keys' edges line up than with no distortion at all
-    return best if counts.max() > 1.1 * counts[grid == 0.0][0] else 0.0
+    # only when it matters: clearly more of the keys' edges line up than with no distortion at all, or
+    # as many, much closer (with few outliers, all points line up within RANSAC's pixel either way)
+    straight = grid == 0.0
+    more = counts.max() > 1.1 * counts[straight][0]
+    closer = counts[grid == best][0] >= 0.98 * counts[straight][0] and spread[grid == best][0] < CLOSER_SPREAD * spread[straight][0]
+    return best if more or closer else 0.0
 
 
 def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:

@@ -91,6 +91,13 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
                           "long as wide (refused: fewer than 8 black keys)",
     "overhead-gap-lines-on-black-keys-88": "white-key gaps touching half the black keys make their blobs 1.6 times "
                                            "as long, which skews every hypothesis (refused: size unclear)",
+    "yawed-rough-black-key-fit-76": "yawed 32 degrees: the black keys' first fit puts an end 2.6 white keys off before its "
+                                    "plane refit, so the refit under the estimated lens dropped the right keys (refused: "
+                                    "size unclear)",
+    "overhead-keys-fuse-after-remap-88": "a plain overhead view whose black keys, once undistorted by the estimated "
+                                         "lens, fuse with the dark line at their backs (refused: fewer than 8 black keys)",
+    "yawed-bent-edges-agree-88": "yawed under a strongly bent lens (k1 -0.167) whose edge points line up within a pixel "
+                                 "either way, only closer under the bend: the lens was read as straight (7.0 px off)",
 }
 
 
@@ -102,6 +109,27 @@ def test_hard_views_lock_to_the_right_keys(name):
     assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
     error = np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1)
     assert error.mean() < 5.0, f"corner errors {np.round(error, 1)} px"
+
+
+def test_black_keys_found_past_an_end_say_the_keyboard_goes_on():
+    """In the take whose dim half's black keys go undetected, a 61-key hypothesis ends in the middle
+    of the 88 keys: past its low end the strict test finds black keys, past the real ends none."""
+    from pianoedge.calibration import lock as L
+    from pianoedge.calibration.blackkeys import find_black_keys
+
+    grey = cv2.imread(str(LOCK_DATA / "overhead-low-black-keys-unseen-88.png"), cv2.IMREAD_GRAYSCALE)
+    judged = L._stretched(grey)
+    scored = sorted(L._hypotheses(grey, find_black_keys(grey), tuple(K.KEYBOARD_SIZES)), key=lambda b: b[0])
+    hypotheses = {(lo, size): h for _, _, lo, size, h in scored}  # the best scored of each size and lowest key
+
+    def goes_on(lo, size, end):
+        h = hypotheses[(lo, size)]
+        x0 = L.REFERENCE.key(lo).left * L.U
+        edge = x0 if end == "low" else x0 + K.layout(size).num_white * L.U
+        return L._goes_on(judged, h, L._past_end(lo, size, low=end == "low"), edge, L._px_per_mm(h, lo, size))
+
+    assert goes_on(36, 61, "low") > 0
+    assert goes_on(21, 88, "low") == 0 and goes_on(21, 88, "high") == 0
 
 
 def test_the_lens_is_estimated_when_the_raw_image_fits_the_keys_straight():
