@@ -116,7 +116,8 @@ def _whole_keyboard(best: tuple[float, float, KeyboardFit], fits: list[tuple[flo
                     size: tuple[int, int]) -> tuple[float, float, KeyboardFit]:
     """``best``, or a fit of more keys under another guess that ends where it ends (within a white key)
     and would itself be accepted: then the smaller fit is a part of that keyboard whose far end it
-    missed (in the dark, under hands). Its share of agreement can be higher only because it claims less."""
+    missed (in the dark, under hands), and its higher share of agreeing measurements comes from
+    claiming fewer keys."""
     ends = Lens(best[1], *size).distort(best[2].ends())
     key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(best[2].num_keys).num_white
     wholes = [(fit.num_keys, product, guess, fit) for product, guess, fit in fits
