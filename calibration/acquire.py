@@ -78,14 +78,15 @@ SAME_LENS = 0.03  # k1 estimates closer than this are not both fitted
 LENS_STEP = 0.01  # the step of estimate_k1's search
 
 
-def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple[list[float], KeyboardFit, float]:
+def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple[list[float], KeyboardFit, float, float]:
     """Candidates for k1 from a first lock: on the image as recorded and after a rough guess of the
     distortion (more guesses while no fit is convincing: under a strong bend the wrong octave can fit
     the raw image loosely; all of them when the guesses disagree on which keys these are), keeping the
     fit that agrees best with the keys' edges and black keys (the product of its agreement and
     ``fit_score``, but see ``_whole_keyboard``). The candidates: the most bent estimate of any guess's
-    fit (see ``_estimates``) and that best fit's own, when they differ. Also returns the best fit and the
-    guess of k1 it was made under (its pixels are ideal under that guess). ``clean``: see ``find_black_keys``."""
+    fit (see ``_estimates``) and that best fit's own, when they differ. Also returns the best fit, the
+    guess of k1 it was made under (its pixels are ideal under that guess) and its ``fit_score``.
+    ``clean``: see ``find_black_keys``."""
     h, w = grey.shape
     failure, fits, unsure = None, [], False
     for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
@@ -98,44 +99,43 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple
         except PianoedgeError as exc:
             failure = failure or exc
             continue
-        fits.append((fit.agreement * fit_score(image, fit), guess, fit))  # white-key edges and black keys alike
-        unsure |= len({(f.lowest, f.num_keys) for _, _, f in fits}) > 1
-        if tried >= ALWAYS_TRIED and not unsure and max(fits, key=lambda f: f[0])[2].agreement >= CLEAR_AGREEMENT:
+        score = fit_score(image, fit)
+        fits.append((fit.agreement * score, score, guess, fit))  # white-key edges and black keys alike
+        unsure |= len({(f.lowest, f.num_keys) for *_, f in fits}) > 1
+        if tried >= ALWAYS_TRIED and not unsure and max(fits, key=lambda f: f[0])[3].agreement >= CLEAR_AGREEMENT:
             break
     if not fits:
         raise failure
-    _, guess, fit = _whole_keyboard(max(fits, key=lambda f: f[0]), fits, (w, h))
+    _, score, guess, fit = _whole_keyboard(max(fits, key=lambda f: f[0]), fits, (w, h))
     estimates = _estimates(fit, fits, (w, h))
     bent, own = max(estimates.values(), key=abs, default=0.0), estimates.get(guess, guess)
     if abs(own - guess) <= LENS_STEP:  # the best fit's own estimate confirms its guess: that fit needs no repeating
         own = guess
-    return [bent] if abs(own - bent) < SAME_LENS else [bent, own], fit, guess
+    return [bent] if abs(own - bent) < SAME_LENS else [bent, own], fit, guess, score
 
 
-def _whole_keyboard(best: tuple[float, float, KeyboardFit], fits: list[tuple[float, float, KeyboardFit]],
-                    size: tuple[int, int]) -> tuple[float, float, KeyboardFit]:
-    """``best``, or a fit of more keys under another guess that ends where it ends (within a white key)
+def _whole_keyboard(best: tuple[float, float, float, KeyboardFit], fits: list[tuple[float, float, float, KeyboardFit]],
+                    size: tuple[int, int]) -> tuple[float, float, float, KeyboardFit]:
+    """``best`` (agreement times ``fit_score``, ``fit_score``, guess, fit), or a fit of more keys under another guess that ends where it ends (within a white key)
     and would itself be accepted: then the smaller fit is a part of that keyboard whose far end it
     missed (in the dark, under hands), and its higher share of agreeing measurements comes from
     claiming fewer keys."""
-    ends = Lens(best[1], *size).distort(best[2].ends())
-    key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(best[2].num_keys).num_white
-    wholes = [(fit.num_keys, product, guess, fit) for product, guess, fit in fits
-              if fit.num_keys > best[2].num_keys and fit.agreement >= MIN_AGREEMENT and product / fit.agreement >= MIN_FIT_SCORE
-              and np.linalg.norm(ends - Lens(guess, *size).distort(fit.ends()), axis=1).min() < key_px]
-    if not wholes:
-        return best
-    _, product, guess, fit = max(wholes, key=lambda c: c[:2])
-    return product, guess, fit
+    _, _, best_guess, best_fit = best
+    ends = Lens(best_guess, *size).distort(best_fit.ends())
+    key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(best_fit.num_keys).num_white
+    wholes = [candidate for candidate in fits
+              if candidate[3].num_keys > best_fit.num_keys and candidate[3].agreement >= MIN_AGREEMENT and candidate[1] >= MIN_FIT_SCORE
+              and np.linalg.norm(ends - Lens(candidate[2], *size).distort(candidate[3].ends()), axis=1).min() < key_px]
+    return max(wholes, key=lambda c: (c[3].num_keys, c[0]), default=best)
 
 
-def _estimates(best: KeyboardFit, fits: list[tuple[float, float, KeyboardFit]], size: tuple[int, int]) -> dict[float, float]:
+def _estimates(best: KeyboardFit, fits: list[tuple[float, float, float, KeyboardFit]], size: tuple[int, int]) -> dict[float, float]:
     """k1 estimated from the edge measurements of each guess's fit of the same keys as ``best``, by guess.
     The most bent of them is a candidate: a fit measures only the edges near where its own lens model
     puts them, so under a wrong guess it understates the bend (the raw image's fit of a bent keyboard
     finds it straight), and ``estimate_k1`` keeps a bend only where clearly more edges line up under it."""
     return {g: estimate_k1(replace(f, image_points=Lens(g, *size).distort(f.image_points)), size)
-            for _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None}
+            for _, _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None}
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
@@ -163,24 +163,23 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
     first = guess = None
     candidates = [k1]
     if k1 is None:
-        candidates, first, guess = _estimate_lens(median, num_keys, clean)
+        candidates, first, guess, first_score = _estimate_lens(median, num_keys, clean)
     fits, failure = [], None
     for k1 in candidates:
+        if first is not None and guess == k1:  # already fitted and scored under this lens
+            fits.append((first.agreement * first_score, first_score, k1, first))
+            continue
         gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
-        try:
-            if first is not None and guess == k1:
-                fit = first
-            else:  # refit on the undistorted image; a first lock has settled which key is which
-                near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
-                fit = fit_keyboard(gray, num_keys, near, clean)
+        try:  # refit on the undistorted image; a first lock has settled which key is which
+            near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
+            fit = fit_keyboard(gray, num_keys, near, clean)
         except PianoedgeError as exc:
             failure = failure or exc
             continue
         score = fit_score(gray, fit)
         fits.append((fit.agreement * score, score, k1, fit))  # the lens under which the keys fit best
     if not fits and first is not None and last_try:
-        score = fit_score(cv2.remap(median, *Lens(guess, w, h).undistort_maps(), cv2.INTER_LINEAR) if guess else median, first)
-        fits.append((first.agreement * score, score, guess, first))
+        fits.append((first.agreement * first_score, first_score, guess, first))
     if not fits:
         raise failure
     _, score, k1, fit = max(fits, key=lambda f: f[0])

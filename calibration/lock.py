@@ -801,9 +801,8 @@ def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: fl
     """Where the key tops begin (mm behind ``h``'s front) when the front edge ``h`` has at y = 0 is the
     foot of the keys' lit front face, not its top; None when it is the top. A face's top edge shows
     as the strongest step in brightness between the face and the key tops, or a dark rim (the rounded
-    edge) between them, looked for
-    up to 1.5 times the ``face`` depth that the camera implies; past a true front edge the key tops
-    run on unchanged. Median over all the white keys, so hands do not count."""
+    edge) between them, looked for up to 1.5 times the ``face`` depth that the camera implies; past a
+    true front edge the key tops run on unchanged. Median over all the white keys, so hands do not count."""
     centre = x0 + n_white * U / 2
     mm_px = 1.0 / np.linalg.norm(np.diff(_apply(h, np.array([[centre, 0.0], [centre, 1.0]])), axis=0))
     first = max(FACE_FROM_MM, EDGE_BLUR_PX * mm_px)  # clear of the blur of the edge at y = 0
