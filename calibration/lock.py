@@ -358,8 +358,8 @@ def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     strip_w, strip_h = int((width + 2 * margin) * sx), int(160 * sx)
     strip = cv2.warpPerspective(gray, to_strip, (strip_w, strip_h), flags=cv2.INTER_LINEAR).astype(np.float32)
     half = max(int(0.4 * U * sx), 2)
-    rows = [(y, False) for y in GAP_ROWS_MM] + [(y, True) for y in LONG_GAP_ROWS_MM]
-    for y, only_long in rows:
+    windows = []  # (world x, y, gap index, strip column, the profile about it)
+    for y, only_long in [(y, False) for y in GAP_ROWS_MM] + [(y, True) for y in LONG_GAP_ROWS_MM]:
         r = int((y - oy) * sx)
         band = strip[max(r - int(3 * sx), 0) : r + int(3 * sx) + 1]
         if band.size == 0:
@@ -367,27 +367,28 @@ def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
         profile = np.median(band, axis=0)
         for i in range(n_white + 1):
             x = x0 + i * U
-            if only_long and not _is_long_gap(x):
-                continue
             c = int((x - ox) * sx)
             window = profile[c - half : c + half + 1]
-            if len(window) < 2 * half + 1:
-                continue
-            if i in (0, n_white):  # an end: the steepest fall from key to case
-                signal = np.gradient(window) * (1 if i == 0 else -1)
-                strong = signal.max() >= 4
-            else:  # a gap: the darkest column, clearly darker than the key tops beside it
-                signal = -window
-                strong = window.mean() - window.min() >= 6
-            k = int(np.argmax(signal))
-            if not strong or k in (0, len(window) - 1):
-                continue
-            a, b, cc = signal[k - 1], signal[k], signal[k + 1]
-            denom = a - 2 * b + cc
-            sub = 0.5 * (a - cc) / denom if abs(denom) > 1e-6 else 0.0  # parabola through the peak
-            xs = (c - half + k + np.clip(sub, -0.5, 0.5)) / sx + ox
-            image_pts.append([xs, y])
-            world_pts.append([x, y])
+            if len(window) == 2 * half + 1 and (_is_long_gap(x) or not only_long):
+                windows.append((x, y, i, c, window))
+    dips = [w.mean() - w.min() for x, y, i, c, w in windows if 0 < i < n_white]
+    least_dip = float(np.clip(GAP_DIP_SHARE * np.median(dips), FAINT_GAP_DIP, CLEAR_GAP_DIP)) if dips else CLEAR_GAP_DIP
+    for x, y, i, c, window in windows:
+        if i in (0, n_white):  # an end: the steepest fall from key to case
+            signal = np.gradient(window) * (1 if i == 0 else -1)
+            strong = signal.max() >= 4
+        else:  # a gap: the darkest column, clearly darker than the key tops beside it
+            signal = -window
+            strong = window.mean() - window.min() >= least_dip
+        k = int(np.argmax(signal))
+        if not strong or k in (0, len(window) - 1):
+            continue
+        a, b, cc = signal[k - 1], signal[k], signal[k + 1]
+        denom = a - 2 * b + cc
+        sub = 0.5 * (a - cc) / denom if abs(denom) > 1e-6 else 0.0  # parabola through the peak
+        xs = (c - half + k + np.clip(sub, -0.5, 0.5)) / sx + ox
+        image_pts.append([xs, y])
+        world_pts.append([x, y])
     if not image_pts:
         return np.zeros((0, 2)), np.zeros((0, 2))
     strip_to_image = np.linalg.inv(to_strip)
@@ -442,6 +443,9 @@ def _measured_y(h: np.ndarray, image_pts: np.ndarray, least: int) -> float | Non
 
 EDGE_BAND_MM = 3.0  # points found on an edge lie in a band this wide about its line
 GAP_END_BAND_MM = 4.0  # the same for where gaps end (a fading contrast, found less sharply than an edge)
+CLEAR_GAP_DIP = 6.0  # grey levels by which a gap darkens the key tops' profile in a sharp view
+FAINT_GAP_DIP = 3.0  # the least taken, where blur or dim light leaves every gap faint (a 1 mm gap at a slant)
+GAP_DIP_SHARE = 0.5  # between the two: this share of the median dip over all the gaps looked at
 ON_LINE_SHARE = 0.4  # share of the points found that must lie on one line (hands and their edges make the rest)
 
 
