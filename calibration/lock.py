@@ -578,7 +578,8 @@ def _white_plane(gray: np.ndarray, h_top: np.ndarray, x0: float, n_white: int, p
     return h_top if h is None else h
 
 
-def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, at: float = 0.0) -> np.ndarray | None:
+def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float, at: float = 0.0,
+                   behind: bool = False) -> np.ndarray | None:
     """Move the fit's front (y = 0) onto the keys' measured front edge, keeping the back's middle in
     place (a slant of the edge in the fit shears the whole fit); None when the edge does not show.
 
@@ -588,11 +589,14 @@ def _front_to_edge(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
     """
     image_pts, _ = _front_edge(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM, at)
     line = _measured_line(h, image_pts, 10)
-    if line is None:  # the keys as light as what lies beyond them: where their gaps end is the edge
-        line = _measured_line(h, _gap_ends(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM), 10, GAP_END_BAND_MM)
+    middle = x0 + n_white * U / 2
+    if line is None or behind:  # the keys as light as what lies beyond them: where their gaps end is the edge
+        ends = _measured_line(h, _gap_ends(gray, h, x0, n_white, px_per_mm, FRONT_SEARCH_MM), 10, GAP_END_BAND_MM)
+        if ends is not None and (line is None or line[0] + line[1] * middle < ends[0] + ends[1] * middle - GAP_END_BAND_MM):
+            line = ends  # seen from behind, the gaps run to the very edge: an edge found beyond their ends is a rail's
     if line is None:
         return None
-    slope, back, middle = line[1], K.WHITE_KEY_LENGTH_MM, x0 + n_white * U / 2
+    slope, back = line[1], K.WHITE_KEY_LENGTH_MM
     offset = line[0] - at + slope * middle  # the front's y at the keyboard's middle
     return h @ np.array([[1.0, 0, 0], [slope, (back - offset) / back, offset - slope * middle], [0, 0, 1]])
 
@@ -721,11 +725,11 @@ def _fit_white_keys(gray: np.ndarray, lo: int, size: int, h: np.ndarray) -> Keyb
     if _seen_from_behind(h, x0, n_white * U):
         # from the music stand: a first depth from perspective brings the front edge within reach,
         # and with the front in place the perspective gives the depth again, now both ways
-        h = _front_to_edge(gray, _depth_from_perspective(h, gray.shape, lengthen_only=True), x0, n_white, px_per_mm)
+        h = _front_to_edge(gray, _depth_from_perspective(h, gray.shape, lengthen_only=True), x0, n_white, px_per_mm, behind=True)
         if h is None:
             raise PianoedgeError("no reliable lock: seen from behind, the keys' front edge does not show against the case, "
                                  "so their depth is unknown; film from the player's side or from above, or light the keys' front")
-        h = _depth_from_perspective(h, gray.shape)
+        h = _depth_from_perspective(h, gray.shape, focal=_focal_from_behind(gray, h, lo, size))
     else:  # the back ends are in view: measure both edges (where they show)
         front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
         face = 0.0 if front is None else _face_depth(front, gray.shape)
@@ -778,21 +782,78 @@ def _focal(h: np.ndarray, shape: tuple[int, int]) -> float:
     return f if MIN_FOCAL * width_px <= f <= MAX_FOCAL * width_px else TYPICAL_FOCAL * width_px
 
 
-def _face_depth(h: np.ndarray, shape: tuple[int, int]) -> float:
-    """How far in front of the keys' front edge (mm on the key-top plane) the foot of their front face
-    shows, seen from the camera that ``h`` implies; 0 when the camera is behind the keys."""
+def _pose(h: np.ndarray, shape: tuple[int, int], f: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The camera that ``h`` implies with focal length ``f``: its intrinsics, the plane's x, y and up
+    axes and its origin in camera coordinates (mm; ``h``'s depth taken as right)."""
     height, width_px = shape
-    f = _focal(h, shape)
     intrinsics = np.array([[f, 0, width_px / 2], [0, f, height / 2], [0, 0, 1]])
     m = np.linalg.inv(intrinsics) @ h
     m /= np.linalg.norm(m[:, 0]) * np.sign(m[2, 2])  # the plane's origin in front of the camera
-    r1, r2, t = m[:, 0], m[:, 1] / np.linalg.norm(m[:, 1]), m[:, 2]
-    up = np.cross(r1, r2)  # world z, up from the key tops (x along the keys, y away from the player)
+    r1, r2 = m[:, 0], m[:, 1] / np.linalg.norm(m[:, 1])
+    return intrinsics, r1, r2, np.cross(r1, r2), m[:, 2]  # up: world z, from the key tops (x along the keys, y away from the player)
+
+
+def _face_depth(h: np.ndarray, shape: tuple[int, int]) -> float:
+    """How far in front of the keys' front edge (mm on the key-top plane) the foot of their front face
+    shows, seen from the camera that ``h`` implies; 0 when the camera is behind the keys."""
+    _, r1, r2, up, t = _pose(h, shape, _focal(h, shape))
     camera = -np.column_stack([r1, r2, up]).T @ t
     if camera[1] > 0 or camera[2] < 0:
         return 0.0
     # where the camera's ray through the face's foot (under the edge) meets the key-top plane
     return float(K.WHITE_KEY_FRONT_MM * -camera[1] / camera[2])
+
+
+BLACK_FRONT_FALL = 10.0  # grey levels per mm, at least, from a white key top onto a black key's front end
+MIN_BLACK_FRONTS = 8  # black keys' front ends needed to tell the focal length from them
+FOCAL_STEP = 0.01  # image widths between the focal lengths tried
+BLACK_FRONT_TOLERANCE_MM = 3.0  # how near BLACK_FRONT_MM the best focal length must bring the black keys' fronts
+SAME_FOCAL = 0.1  # Zhang's focal length stands when the black keys' fronts give one this close (a share of theirs)
+
+
+def _black_fronts(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> np.ndarray:
+    """Image points of the black keys' front ends, seen from behind the keys (their top front edges,
+    the fronts facing away): the steepest fall from white key top to black key, looked for 20-100 mm
+    behind ``h``'s front (its depth may be far off) along three lines through each black key."""
+    step = 0.25
+    ys = np.arange(20.0, 100.0, step)
+    smooth = cv2.blur(gray, (3, 3))
+    points = []
+    for x in _black_x([k.pitch for k in K.layout(size, lo).blacks]):
+        lines = [_samples(smooth, _apply(h, np.column_stack([np.full_like(ys, x + dx), ys]))) for dx in (-3.0, 0.0, 3.0)]
+        fall = -np.gradient(np.median(lines, axis=0)) / step
+        k = int(np.argmax(fall))
+        if fall[k] >= BLACK_FRONT_FALL:
+            points.append(_apply(h, np.array([[x, ys[k]]]))[0])
+    return np.array(points).reshape(-1, 2)
+
+
+def _focal_from_behind(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
+    """The focal length (pixels) for a camera behind the keys: Zhang's (``_focal``, the more precise)
+    where the black keys' front ends confirm it within ``SAME_FOCAL``, else theirs when they show.
+    Zhang's constraint needs perspective across the keys, which a camera square behind them hardly
+    sees: its estimate then follows the noise of the fit."""
+    zhang, fronts = _focal(h, gray.shape), _focal_from_black_keys(gray, h, lo, size)
+    return zhang if fronts is None or abs(zhang - fronts) <= SAME_FOCAL * fronts else fronts
+
+
+def _focal_from_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float | None:
+    """Seen from behind the keys, the focal length (pixels) under which the black keys' front ends lie
+    where they are on a piano, ``BLACK_FRONT_MM`` behind the front edge on tops 12 mm up: how far they
+    seem from the front edge (their height's parallax included) depends on the depth that each focal
+    length gives. None when too few show or no focal length puts them there."""
+    points = _black_fronts(gray, h, lo, size)
+    if len(points) < MIN_BLACK_FRONTS:
+        return None
+    width_px = gray.shape[1]
+    best, miss = None, BLACK_FRONT_TOLERANCE_MM
+    for f in np.arange(MIN_FOCAL, MAX_FOCAL + FOCAL_STEP / 2, FOCAL_STEP) * width_px:
+        intrinsics, r1, r2, up, t = _pose(_depth_from_perspective(h, gray.shape, focal=f), gray.shape, f)
+        tops = intrinsics @ np.column_stack([r1, r2, t + K.BLACK_KEY_HEIGHT_MM * up])  # the black keys' top plane
+        y = float(np.median(_apply(np.linalg.inv(tops), points)[:, 1]))
+        if abs(y - BLACK_FRONT_MM) < miss:
+            best, miss = float(f), abs(y - BLACK_FRONT_MM)
+    return best
 
 
 MIN_FACE_MM = 3.0  # a front face that shows less deep than this is not looked for
@@ -827,7 +888,7 @@ def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: fl
     return where if best >= FACE_STEP else None
 
 
-def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only: bool = False) -> np.ndarray:
+def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only: bool = False, focal: float | None = None) -> np.ndarray:
     """The fit with its key depth set from perspective, keeping the front in place (for a camera behind
     the keys, where the nameboard hides their back ends and the black keys' backs, so that the keys
     look shorter than they are and a depth taken from them is too shallow).
@@ -835,11 +896,12 @@ def _depth_from_perspective(h: np.ndarray, shape: tuple[int, int], lengthen_only
     With square pixels and the principal point at the centre, the plane's x and y axes must come out
     orthogonal and equally long (Zhang's constraints), which fixes the focal length and the y scale.
     A typical focal length stands in when there is too little perspective to tell (``_focal``);
-    ``lengthen_only``: for a first estimate, only the lengthening that hidden back ends call for.
+    ``lengthen_only``: for a first estimate, only the lengthening that hidden back ends call for;
+    ``focal``: the focal length (pixels) when it is known otherwise (``_focal_from_black_keys``).
     """
     g = _centred(h, shape)
     g1, g2 = g[:, 0], g[:, 1]
-    f2 = _focal(h, shape) ** 2
+    f2 = (focal or _focal(h, shape)) ** 2
     length_x = (g1[0] ** 2 + g1[1] ** 2) / f2 + g1[2] ** 2
     length_y = (g2[0] ** 2 + g2[1] ** 2) / f2 + g2[2] ** 2
     depth = float(np.sqrt(length_x / length_y))

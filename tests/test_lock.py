@@ -102,6 +102,10 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
                            "where a sharp view shows 15-40, so a third of them were found (refused: too few show)",
     "stand-light-case-faint-gaps-88": "from the stand, a light case behind light keys and faint gaps: too few gaps found "
                                       "to confirm the fit (refused: the measurements disagree)",
+    "stand-rail-edge-beyond-keys-76": "from the stand, a light rail beyond the keys' front whose far edge, 30 mm out, "
+                                      "was taken for the keys' front edge (refused: black keys not where the fit put them)",
+    "stand-square-behind-61": "from the stand, squarely behind the keys (yaw 0.3 degrees): too little perspective across "
+                              "them to tell the focal length, so the depth was off (18 px at the back)",
 }
 
 
@@ -315,3 +319,16 @@ def test_keyboard_cut_off_by_the_frame_edge_still_locks_and_says_which_keys_are_
     assert lock.corners[:, 0].min() < 0  # extrapolated outside the image
     hidden = lock.keys_out_of_view()
     assert hidden and hidden[0] == 21 and max(hidden) < 30
+
+
+def test_the_black_keys_fronts_give_the_focal_length_seen_squarely_from_behind():
+    """Squarely behind the keys, Zhang's constraint on the fitted homography cannot tell the focal
+    length (it needs perspective across the keys); where the black keys' fronts seem to lie does."""
+    from pianoedge.calibration import lock as L
+
+    meta = json.loads((LOCK_DATA / "stand-square-behind-61.json").read_text())
+    grey = cv2.imread(str(LOCK_DATA / "stand-square-behind-61.png"), cv2.IMREAD_GRAYSCALE)
+    fit = L.fit_keyboard(grey, meta["num_keys"])
+    focal = L._focal_from_black_keys(grey, fit.world_to_image, fit.lowest, fit.num_keys)
+    assert abs(focal - meta["focal_px"]) < 0.1 * meta["focal_px"], f"{focal:.0f} px against {meta['focal_px']} px"
+    assert abs(L._focal(fit.world_to_image, grey.shape) - meta["focal_px"]) > 0.3 * meta["focal_px"]  # why it is needed
