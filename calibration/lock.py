@@ -371,15 +371,19 @@ def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_
             window = profile[c - half : c + half + 1]
             if len(window) == 2 * half + 1 and (_is_long_gap(x) or not only_long):
                 windows.append((x, y, i, c, window))
-    dips = [w.mean() - w.min() for x, y, i, c, w in windows if 0 < i < n_white]
-    least_dip = float(np.clip(GAP_DIP_SHARE * np.median(dips), FAINT_GAP_DIP, CLEAR_GAP_DIP)) if dips else CLEAR_GAP_DIP
-    for x, y, i, c, window in windows:
+    if not windows:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    profiles = np.array([w for *_, w in windows])
+    dips = profiles.mean(axis=1) - profiles.min(axis=1)
+    inner = np.array([0 < i < n_white for _, _, i, _, _ in windows])
+    least_dip = float(np.clip(GAP_DIP_SHARE * np.median(dips[inner]), FAINT_GAP_DIP, CLEAR_GAP_DIP)) if inner.any() else CLEAR_GAP_DIP
+    for (x, y, i, c, window), dip in zip(windows, dips):
         if i in (0, n_white):  # an end: the steepest fall from key to case
             signal = np.gradient(window) * (1 if i == 0 else -1)
             strong = signal.max() >= 4
         else:  # a gap: the darkest column, clearly darker than the key tops beside it
             signal = -window
-            strong = window.mean() - window.min() >= least_dip
+            strong = dip >= least_dip
         k = int(np.argmax(signal))
         if not strong or k in (0, len(window) - 1):
             continue

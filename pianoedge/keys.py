@@ -6,7 +6,7 @@ the runtime's key crops can never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -90,17 +90,17 @@ class KeyboardLayout:
     def highest(self) -> int:
         return self.lowest + self.num_keys - 1
 
-    @property
+    @cached_property  # layouts are shared (``layout`` caches them) and asked for these thousands of times while locking
     def num_white(self) -> int:
         return sum(not k.black for k in self.keys)
 
-    @property
-    def whites(self) -> list[KeySpan]:
-        return [k for k in self.keys if not k.black]
+    @cached_property
+    def whites(self) -> tuple[KeySpan, ...]:
+        return tuple(k for k in self.keys if not k.black)
 
-    @property
-    def blacks(self) -> list[KeySpan]:
-        return [k for k in self.keys if k.black]
+    @cached_property
+    def blacks(self) -> tuple[KeySpan, ...]:
+        return tuple(k for k in self.keys if k.black)
 
     def key(self, pitch: int) -> KeySpan:
         return self.keys[pitch - self.lowest]
@@ -125,7 +125,7 @@ class KeyboardLayout:
         return np.array([[k.left * scale, k.right * scale] for k in self.keys])
 
 
-@lru_cache(maxsize=None)  # a handful of keyboards, asked for thousands of times while locking
+@cache  # a handful of keyboards, asked for thousands of times while locking
 def layout(num_keys: int = 88, lowest: int | None = None) -> KeyboardLayout:
     """Standard key geometry of a keyboard: equal white keys, black keys at their real positions."""
     lo = keyboard_range(num_keys)[0] if lowest is None else lowest
