@@ -133,11 +133,9 @@ def _estimates(best: KeyboardFit, fits: list[tuple[float, float, float, Keyboard
     """k1 estimated from the edge measurements of each guess's fit of the same keys as ``best``, by guess.
     The most bent of them is a candidate: a fit measures only the edges near where its own lens model
     puts them, so under a wrong guess it understates the bend (the raw image's fit of a bent keyboard
-    finds it straight), and ``estimate_k1`` keeps a bend only where clearly more edges line up under it.
-    A fit that too few measurements agree with to be taken itself gives none (and costs no time)."""
+    finds it straight), and ``estimate_k1`` keeps a bend only where clearly more edges line up under it."""
     return {g: estimate_k1(replace(f, image_points=Lens(g, *size).distort(f.image_points)), size)
-            for _, _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None
-            and f.agreement >= MIN_AGREEMENT}
+            for _, _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None}
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
