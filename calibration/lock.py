@@ -345,8 +345,16 @@ def _gap_contrast(gray: np.ndarray, h: np.ndarray, gaps_mm: np.ndarray) -> np.nd
     return np.median(values, axis=0)
 
 
+CLEAR_GAP_DIP = 6.0  # grey levels by which a gap darkens the key tops' profile in a sharp view
+FAINT_GAP_DIP = 3.0  # the least taken, where blur or dim light leaves every gap faint (a 1 mm gap at a slant)
+GAP_DIP_SHARE = 0.5  # between the two: this share of the median dip over all the gaps looked at
+
+
 def _gap_positions(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, px_per_mm: float):
-    """Measured image points of white-key gaps (and both ends) with their world points, for refitting."""
+    """Measured image points of white-key gaps (and both ends) with their world points, for refitting.
+    A gap counts where it darkens the key tops by ``GAP_DIP_SHARE`` of the median over all the gaps
+    looked at (within ``FAINT_GAP_DIP``-``CLEAR_GAP_DIP``): faint gaps in a soft view, not hands and
+    shading in a sharp one."""
     image_pts, world_pts = [], []
     inv = np.linalg.inv(h)
     margin = 2 * U
@@ -447,9 +455,6 @@ def _measured_y(h: np.ndarray, image_pts: np.ndarray, least: int) -> float | Non
 
 EDGE_BAND_MM = 3.0  # points found on an edge lie in a band this wide about its line
 GAP_END_BAND_MM = 4.0  # the same for where gaps end (a fading contrast, found less sharply than an edge)
-CLEAR_GAP_DIP = 6.0  # grey levels by which a gap darkens the key tops' profile in a sharp view
-FAINT_GAP_DIP = 3.0  # the least taken, where blur or dim light leaves every gap faint (a 1 mm gap at a slant)
-GAP_DIP_SHARE = 0.5  # between the two: this share of the median dip over all the gaps looked at
 ON_LINE_SHARE = 0.4  # share of the points found that must lie on one line (hands and their edges make the rest)
 
 
