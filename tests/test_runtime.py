@@ -347,7 +347,8 @@ def test_run_tells_systemd_it_is_ready_alive_and_stopping(tiny_take, tmp_path, m
 
 def _bumped_video(take, path, loops: int = 4):
     """The take played ``loops`` times, then ``loops`` times more through a camera bumped by 2 degrees and
-    25/10 px: the first stretch is what the lock sees, the second what it must notice."""
+    25/10 px: the first stretch is what the lock sees, the second what it must notice. Returns when the
+    bump comes (s) and the take's labelled corners as the bumped camera sees them."""
     import cv2
 
     source = FileSource(take.video)
@@ -361,7 +362,8 @@ def _bumped_video(take, path, loops: int = 4):
             for image in frames:
                 writer.write(cv2.warpAffine(image, bump, (w, h), borderMode=cv2.BORDER_REPLICATE) if moved else image)
     writer.release()
-    return len(frames) * loops / 25.0
+    corners = np.array(take.meta()["corners"], float)
+    return len(frames) * loops / 25.0, corners @ bump[:, :2].T + bump[:, 2]
 
 
 @pytest.mark.slow
@@ -376,13 +378,15 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
     if not sift_follows:
         monkeypatch.setattr(drift, "follow", lambda *args: None)
 
-    from pianoedge.notes import read_notes
     from pianoedge.runtime import live
     from pianoedge.runtime.drift import CHECK_EVERY_S
+    from pianoedge.runtime.pipeline import Pipeline
     from pianoedge.runtime.sinks import EventLog
 
     take = find_takes(tiny_take)[0]
-    bump_at = _bumped_video(take, tmp_path / "bumped.mp4")
+    bump_at, bumped_corners = _bumped_video(take, tmp_path / "bumped.mp4")
+    adopted, relocked = [], Pipeline.relocked
+    monkeypatch.setattr(Pipeline, "relocked", lambda self, lock, *rest: adopted.append(lock) or relocked(self, lock, *rest))
     log, stream = EventLog(), io.StringIO()
     result = live.run(str(tmp_path / "bumped.mp4"), [log], backend_name="ort", status=live.StatusLine(stream))
     said = stream.getvalue()
@@ -397,13 +401,15 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
         if e.time > lost and e.time < found:
             assert not sounding, f"notes {sounding} left sounding after the lock was lost"
         (sounding.add if e.velocity > 0 else sounding.discard)(e.pitch)
-    truth = {n.pitch for n in read_notes(take.midi)}
     if sift_follows:  # the command line says so too, above its progress bar
         said = run("transcribe", str(tmp_path / "bumped.mp4"), "-o", str(tmp_path / "bumped.mid")).stderr
         assert "lock lost at" in said and "keyboard found again at" in said, said
-    before = [e.pitch in truth for e in on if e.time < bump_at]
-    after = [e.pitch in truth for e in on if e.time >= found]
-    # the right keys again, about as right as before the bump: a lock shifted by even one key would
-    # make nearly every note wrong (the margin allows for the model's own misses on a few notes)
-    assert len(after) >= 0.5 * len(before) and np.mean(after) >= min(np.mean(before), 0.9) - 0.2, \
-        (np.mean(before), np.mean(after), [(round(e.time, 2), e.pitch) for e in on if e.time >= found], found)
+    # the right keys again: the lock the pipeline took lies where the bump moved the keyboard (one
+    # white key off is 13 px here). Which notes the shipped model plays on this 2 s take swings with
+    # the rest view taken anew from other frames (30 points of correct notes either way), so the
+    # notes only have to come back
+    error = np.linalg.norm(adopted[0].corners - bumped_corners, axis=1)
+    assert len(adopted) == 1 and error.mean() < 3.0, f"corner errors {np.round(error, 1)} px"
+    before = [e for e in on if e.time < bump_at]
+    after = [e for e in on if e.time >= found]
+    assert len(after) >= 0.5 * len(before), (len(before), len(after))
