@@ -165,9 +165,10 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
     if k1 is None:
         candidates, first, guess, first_score = _estimate_lens(median, num_keys, clean)
     fits, failure = [], None
+    first_fit = None if first is None else (first.agreement * first_score, first_score, guess, first)
     for k1 in candidates:
         if first is not None and guess == k1:  # already fitted and scored under this lens
-            fits.append((first.agreement * first_score, first_score, k1, first))
+            fits.append(first_fit)
             continue
         gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
         try:  # refit on the undistorted image; a first lock has settled which key is which
@@ -179,7 +180,7 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
         score = fit_score(gray, fit)
         fits.append((fit.agreement * score, score, k1, fit))  # the lens under which the keys fit best
     if not fits and first is not None and last_try:
-        fits.append((first.agreement * first_score, first_score, guess, first))
+        fits.append(first_fit)
     if not fits:
         raise failure
     _, score, k1, fit = max(fits, key=lambda f: f[0])

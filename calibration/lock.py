@@ -826,15 +826,14 @@ def _black_fronts(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> np.nda
     behind ``h``'s front (its depth may be far off) along three lines through each black key."""
     step = 0.25
     ys = np.arange(20.0, 100.0, step)
-    smooth = cv2.blur(gray, (3, 3))
-    points = []
-    for x in _black_x([k.pitch for k in K.layout(size, lo).blacks]):
-        lines = [_samples(smooth, _apply(h, np.column_stack([np.full_like(ys, x + dx), ys]))) for dx in (-3.0, 0.0, 3.0)]
-        fall = -np.gradient(np.median(lines, axis=0)) / step
-        k = int(np.argmax(fall))
-        if fall[k] >= BLACK_FRONT_FALL:
-            points.append(_apply(h, np.array([[x, ys[k]]]))[0])
-    return np.array(points).reshape(-1, 2)
+    x = _black_x([k.pitch for k in K.layout(size, lo).blacks])
+    lines = np.add.outer(x, [-3.0, 0.0, 3.0])  # (keys, 3): the lines' x
+    world = np.stack([np.repeat(lines[..., None], len(ys), axis=2), np.broadcast_to(ys, lines.shape + ys.shape)], axis=3)
+    values = _samples(cv2.blur(gray, (3, 3)), _apply(h, world.reshape(-1, 2))).reshape(world.shape[:3])
+    fall = -np.gradient(np.median(values, axis=1), axis=1) / step
+    k = fall.argmax(axis=1)
+    shown = fall[np.arange(len(x)), k] >= BLACK_FRONT_FALL
+    return _apply(h, np.column_stack([x[shown], ys[k[shown]]])).reshape(-1, 2)
 
 
 def _focal_from_behind(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
