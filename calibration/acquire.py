@@ -158,7 +158,9 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
 def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: bool, last_try: bool) -> Lock:
     """``lock_frames`` on the frames' median (``clean``: see ``find_black_keys``). On the ``last_try``, a
     first lock whose refits on the undistorted image all failed (after a remap the black keys can fuse
-    with a band at their backs) stands, under the guess of the lens it was made with."""
+    with a band at their backs) stands, under the guess of the lens it was made with, unless that guess
+    is more bent than its own edge measurements say (then an end was found only under the wrong lens,
+    e.g. one end hidden by a hand)."""
     h, w = median.shape
     first = guess = None
     candidates = [k1]
@@ -179,7 +181,7 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
             continue
         score = fit_score(gray, fit)
         fits.append((fit.agreement * score, score, k1, fit))  # the lens under which the keys fit best
-    if not fits and first is not None and last_try:
+    if not fits and first is not None and last_try and abs(guess) <= max(map(abs, candidates)) + LENS_STEP:
         fits.append(first_fit)
     if not fits:
         raise failure

@@ -162,6 +162,16 @@ def test_an_overexposed_keyboard_is_refused_not_locked_off():
     assert np.linalg.norm(lock.corners - truth, axis=1).mean() < 3.0
 
 
+def test_a_fit_found_only_under_a_lens_its_own_edges_reject_is_refused():
+    """From the stand with a hand over one end (a straight lens): only the most bent lens guess finds
+    the keyboard, its own edge points say the lens is straight, and under a straight lens the covered
+    end is not found. That fit put the covered end 36 px off (a whole key at 61 keys); it must not
+    stand in for a lock: the lock says which end it cannot find."""
+    grey = cv2.imread(str(LOCK_DATA / "stand-hand-over-end-61.png"), cv2.IMREAD_GRAYSCALE)
+    with pytest.raises(PianoedgeError, match="cannot find the keyboard's ends"):
+        lock_frames([grey])
+
+
 @pytest.mark.slow
 def test_real_clip_locks_to_the_right_keys():
     meta = json.loads((REAL / "furelise.json").read_text())
