@@ -20,13 +20,19 @@ MIN_VELOCITY = 1
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The decoder's probabilities; each model's manifest carries the set tuned on its validation takes."""
+    """The decoder's settings; each model's manifest carries the set tuned on its validation takes."""
 
     onset: float = 0.5  # onset probability that starts (or re-triggers) a note
     rearm: float = 0.3  # the onset probability must fall below this before the same key can re-trigger
     frame_hold: float = 0.9  # a key this sure to be down for two frames starts a note even without an onset
     frame_off: float = 0.35  # a note ends when P(down) falls below this ...
     offset: float = 0.5  # ... or when an offset is this likely and P(down) is below one half
+    velocity_shift: float = 0.0  # a note's velocity is 127 * (shift + scale * the velocity output): the line that
+    velocity_scale: float = 1.0  # fits the validation notes' true velocities best (least absolute error)
+
+    def velocity(self, output: float) -> int:
+        """The MIDI velocity (1..127) of a note whose velocity output (0..1) is ``output``."""
+        return int(np.clip(round((self.velocity_shift + self.velocity_scale * output) * 127), MIN_VELOCITY, 127))
 
     @classmethod
     def of(cls, manifest: dict) -> Thresholds:
@@ -79,7 +85,7 @@ class NoteTracker:
         for key in np.flatnonzero(release | retrigger):
             events.append(Event(t, self.lowest + int(key), 0))
         for key in np.flatnonzero(start):
-            events.append(Event(t, self.lowest + int(key), max(int(round(float(velocity[key]) * 127)), MIN_VELOCITY)))
+            events.append(Event(t, self.lowest + int(key), th.velocity(float(velocity[key]))))
         self._on = (self._on & ~release) | start
         return events
 

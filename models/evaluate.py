@@ -60,9 +60,20 @@ def score(truth: list[Note], pred: list[Note], fps: float, frames: int) -> dict[
     result["onset_offset_f1"] = tr.precision_recall_f1_overlap(ti, tp, pi, pp, onset_tolerance=ONSET_TOLERANCE, offset_ratio=0.2)[2]
     result["velocity_f1"] = mir_eval.transcription_velocity.precision_recall_f1_overlap(
         ti, tp, tv, pi, pp, pv, onset_tolerance=ONSET_TOLERANCE, offset_ratio=None)[2]
-    matches = tr.match_notes(ti, tp, pi, pp, onset_tolerance=ONSET_TOLERANCE, offset_ratio=None)
-    result["velocity_mae"] = float(np.mean([abs(tv[i] - pv[j]) for i, j in matches])) if matches else float("nan")
+    true, predicted = matched_velocities(truth, pred)
+    result["velocity_mae"] = float(np.abs(true - predicted).mean()) if len(true) else float("nan")
     return result
+
+
+def matched_velocities(truth: list[Note], pred: list[Note]) -> tuple[np.ndarray, np.ndarray]:
+    """The true and predicted velocities of the notes whose onsets match (mir_eval, onsets only)."""
+    import mir_eval
+
+    (ti, tp, tv), (pi, pp, pv) = _arrays(truth), _arrays(pred)
+    if len(ti) == 0 or len(pi) == 0:
+        return np.zeros(0), np.zeros(0)
+    matches = mir_eval.transcription.match_notes(ti, tp, pi, pp, onset_tolerance=ONSET_TOLERANCE, offset_ratio=None)
+    return np.array([tv[i] for i, _ in matches], float), np.array([pv[j] for _, j in matches], float)
 
 
 

@@ -11,7 +11,7 @@ import itertools
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -25,11 +25,13 @@ from pianoedge.takes import find_takes
 
 from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take
 from .decode import Thresholds, decode
-from .evaluate import mean_of, score
+from .evaluate import matched_velocities, mean_of, score
 from .net import CONTEXT, OUTPUTS, PianoNet
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
+VELOCITY_SLOPES = np.round(np.arange(0.0, 1.51, 0.05), 2)  # slopes tried by ``fit_velocity``
+MIN_VELOCITY_NOTES = 20  # fewer matched notes than this leave the velocity output as it is
 
 
 @dataclass
@@ -139,26 +141,49 @@ def evaluate(net: PianoNet, takes: list[TakeData], thresholds: Thresholds | None
     return {k: mean_of([r[k] for r in per_take]) for k in keys}, per_take
 
 
-def tune_decoder(net: PianoNet, takes: list[TakeData]) -> tuple[Thresholds, dict[str, float]]:
-    """The decoder thresholds (over ``DECODER_GRID``) with the best mean onset F1 on these takes, and their metrics."""
+def tune_decoder(net: PianoNet, takes: list[TakeData], keep: Thresholds | None = None) -> tuple[Thresholds, dict[str, float]]:
+    """The decoder thresholds (over ``DECODER_GRID``; ``keep``'s when given) with the best mean onset F1 on
+    these takes, then the velocity line fitted to their matched notes (``fit_velocity``), and the metrics with both."""
     probs = [posteriors(net, data) for data in takes]
     best = None
-    for values in itertools.product(*DECODER_GRID.values()):
+    if keep is not None:
+        unit = replace(keep, velocity_shift=0.0, velocity_scale=1.0)
+        best = (None, unit, evaluate(net, takes, unit, probs)[0])
+    for values in itertools.product(*DECODER_GRID.values()) if keep is None else ():
         chosen = dict(zip(DECODER_GRID, values))
         thresholds = Thresholds(**chosen, rearm=round(0.6 * chosen["onset"], 3))
         metrics = evaluate(net, takes, thresholds, probs)[0]
         rank = (metrics["onset_f1"], metrics["frame_f1_white"] + metrics["frame_f1_black"])
         if best is None or rank > best[0]:
             best = (rank, thresholds, metrics)
-    return best[1], best[2]
+    pairs = [matched_velocities(data.notes, decode(p, data.lowest, data.fps, best[1])) for data, p in zip(takes, probs)]
+    true, predicted = (np.concatenate(a) for a in zip(*pairs))
+    if len(true) < MIN_VELOCITY_NOTES:
+        return best[1], best[2]
+    shift, scale = fit_velocity(true, predicted)
+    thresholds = replace(best[1], velocity_shift=round(shift / 127, 4), velocity_scale=round(scale, 3))
+    return thresholds, evaluate(net, takes, thresholds, probs)[0]
 
 
-def retune(folder: Path, takes: list[TakeData], log=print) -> dict[str, float]:
-    """Tune the decoder of the model in ``folder`` on ``takes`` and store the thresholds in its manifest."""
+def fit_velocity(true: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the line ``true ~ a + b * predicted`` (MIDI velocities) with the least absolute error, the
+    slope in ``VELOCITY_SLOPES``: for a slope, the best intercept is the median residual. (A grid and a
+    median, as the fit has two numbers and must not be thrown by outliers; no solver needed.) Where the
+    predictions carry nothing of the truth, the slope is 0 and every note gets the median velocity."""
+    fits = [(float(np.median(true - b * predicted)), float(b)) for b in VELOCITY_SLOPES]
+    return min(fits, key=lambda f: np.abs(true - f[0] - f[1] * predicted).mean())
+
+
+def retune(folder: Path, takes: list[TakeData], log=print, velocity_only: bool = False) -> dict[str, float]:
+    """Tune the decoder of the model in ``folder`` on ``takes`` and store it in its manifest
+    (``velocity_only``: keep its thresholds, fit only the velocity line)."""
     net = load_weights(folder)
-    thresholds, metrics = tune_decoder(net, takes)
+    thresholds, metrics = tune_decoder(net, takes, load_thresholds(folder) if velocity_only else None)
     manifest = json.loads((Path(folder) / "pianonet.json").read_text())
-    manifest.update(decoder=asdict(thresholds), decoder_tuned_on=[t.name for t in takes], metrics={**manifest.get("metrics", {}), **metrics})
+    names = [t.name for t in takes]
+    manifest.update(decoder=asdict(thresholds), velocity_tuned_on=names, metrics={**manifest.get("metrics", {}), **metrics})
+    if not velocity_only:
+        manifest["decoder_tuned_on"] = names
     (Path(folder) / "pianonet.json").write_text(json.dumps(manifest, indent=1))
     log(f"decoder thresholds {asdict(thresholds)}: onset F1 {metrics['onset_f1']:.3f}")
     return metrics

@@ -126,7 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         folder = args.model or train.WEIGHTS
         if args.tune:
-            train.retune(folder, train.load_takes_list(takes, _progress(0, "take", "loading")))
+            train.retune(folder, train.load_takes_list(takes, _progress(0, "take", "loading")), velocity_only=args.tune == "velocity")
         net, thresholds = train.load_weights(folder), train.load_thresholds(folder)
 
         def transcribe(take):
@@ -301,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rolls", type=Path, default=Path("eval-rolls"), metavar="DIR", help="where the piano-roll PNGs go")
     ev.add_argument("--backend", metavar="NAME",
                     help="score an exported artifact from models/manifest.json instead (ort, ort-int8), as the runtime runs it")
-    ev.add_argument("--tune", action="store_true",
-                    help="first tune the PianoNet decoder's thresholds on these takes (e.g. your own piano) and store "
-                         "them in the model's pianonet.json; the scores are then on the takes tuned on")
+    ev.add_argument("--tune", nargs="?", const="all", choices=("all", "velocity"),
+                    help="first tune the PianoNet decoder on these takes (e.g. your own piano): its thresholds and the line "
+                         "from velocity output to MIDI velocity (--tune velocity: the line only), stored in the model's "
+                         "pianonet.json; the scores are then on the takes tuned on")
     ev.set_defaults(func=cmd_eval)
 
     rn = sub.add_parser("run", help="live: camera (or video) in, MIDI out, until stopped",

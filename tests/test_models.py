@@ -94,6 +94,28 @@ def test_decoder_thresholds_come_from_the_manifest():
     assert [n.pitch for n in decode(p, 21, FPS, trusting)] == [31]
 
 
+def test_note_velocities_follow_the_fitted_line():
+    p = posteriors_for(10)
+    p[2:6, 10, 0], p[2, 10, 1], p[2, 10, 3] = 0.95, 0.9, 0.8  # one note, velocity output 0.8
+    assert [n.velocity for n in decode(p, 21, FPS)] == [round(0.8 * 127)]  # no line: the output as it is
+    line = Thresholds(velocity_shift=0.3, velocity_scale=0.25)
+    assert [n.velocity for n in decode(p, 21, FPS, line)] == [round((0.3 + 0.25 * 0.8) * 127)]
+    assert Thresholds(velocity_shift=0.9, velocity_scale=1.0).velocity(0.8) == 127  # clipped to MIDI's range
+    assert Thresholds(velocity_shift=-0.5).velocity(0.1) == 1
+
+
+def test_the_velocity_line_is_fitted_by_least_absolute_error():
+    rng = np.random.default_rng(0)
+    predicted = rng.uniform(20, 120, 400)
+    true = 15 + 0.5 * predicted + rng.laplace(0, 3, 400)
+    true[:20] = 127  # outliers pull a least-squares line, not this one
+    shift, scale = train.fit_velocity(true, predicted)
+    assert scale == pytest.approx(0.5, abs=0.05) and shift == pytest.approx(15, abs=4)
+    unrelated = rng.uniform(20, 120, 400)  # predictions that carry nothing: every note gets the median
+    shift, scale = train.fit_velocity(true, unrelated)
+    assert scale == 0.0 and shift == pytest.approx(np.median(true))
+
+
 def test_scores_on_a_known_answer():
     truth = [Note(60, 0.0, 0.5, 80), Note(64, 1.0, 1.5, 40)]
     perfect = score(truth, truth, FPS, 50)
@@ -132,6 +154,11 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     assert set(tuned["decoder"]) == set(asdict(Thresholds())) and tuned["decoder_tuned_on"] == ["tiny"]
     assert train.load_thresholds(tmp_path) == Thresholds(**tuned["decoder"])
     assert tuned["decoder"]["onset"] in train.DECODER_GRID["onset"]
+    tuned["decoder"]["onset"] = 0.45  # off the grid: a velocity-only retune keeps it
+    (tmp_path / "pianonet.json").write_text(json.dumps(tuned))
+    train.retune(tmp_path, train.load_takes([tiny_take]), log=lambda _: None, velocity_only=True)
+    kept = json.loads((tmp_path / "pianonet.json").read_text())
+    assert kept["decoder"]["onset"] == 0.45 and kept["velocity_tuned_on"] == ["tiny"]
     settings.epochs = 2
     logged = []
     train.train([tiny_take], tmp_path, None, settings, log=logged.append)
