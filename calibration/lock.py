@@ -294,7 +294,10 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         outside = _apply(h, np.array([[edge - inward * f * U, y] for f in (0.5, 1.0, 1.5, 2.0) for y in ys]))
         in_frame = ((outside >= 0) & (outside < [width, height])).all(axis=1)
         if not ((inside >= 0) & (inside < [width, height])).all() or not in_frame[: 2 * len(ys)].all():
-            continue  # this end (with at least a key's width beyond it) is out of the frame: no evidence either way
+            # this end (with at least a key's width beyond it) is out of the frame: no evidence either way,
+            # but the keys it claims up to the frame's border must show their gaps (not a plain case)
+            scores.append(_border_keys(gray, h, edge, inward))
+            continue
         brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside[in_frame]))) / 255.0
         # the first gaps inside must all show (not a plain case), and no black keys go on beyond
         comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min()
@@ -303,6 +306,20 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
                       - _goes_on(gray, h, beyond, edge, px_per_mm))
     return float(np.sum(scores)) if scores else -np.inf
+
+
+def _border_keys(gray: np.ndarray, h: np.ndarray, edge: float, inward: float) -> float:
+    """-1 to 0 for an end out of the frame: how plainly the first white-key gaps in the frame on its side
+    (those of the three keys nearest the border) are missing. A keyboard cut off by the frame shows keys
+    up to the border; a hypothesis run out of the frame over the case around a keyboard does not."""
+    height, width = gray.shape
+    gaps = edge + inward * U * np.arange(1, 60)
+    corners = _apply(h, np.array([[x, y] for x in gaps for y in (8.0, 32.0)])).reshape(len(gaps), 2, 2)
+    seen = np.flatnonzero(((corners >= 0) & (corners < [width, height])).all(axis=(1, 2)))
+    if len(seen) < 3:
+        return 0.0
+    comb = _gap_contrast(gray, h, gaps[seen[:3]]).min()
+    return float(np.clip((comb - 10.0) / 10.0, -1.0, 0.0))
 
 
 def _past_end(lo: int, size: int, low: bool) -> list[int]:

@@ -172,6 +172,22 @@ def test_a_fit_found_only_under_a_lens_its_own_edges_reject_is_refused():
         lock_frames([grey])
 
 
+def test_a_hypothesis_run_out_of_the_frame_over_the_case_is_no_lock():
+    """An overhead keyboard whose low end lies 60 px inside the frame, with a dark block over its high
+    end: shifted an octave down, the keyboard ends at the block and runs out of the frame on the left,
+    where no end can be seen, but where the keys it claims up to the border are the case. Such a lock
+    was 156 px off (an octave); it must be refused, and the bare keyboard still locks."""
+    meta = json.loads((LOCK_DATA / "overhead-low-black-keys-unseen-88.json").read_text())
+    grey = cv2.imread(str(LOCK_DATA / "overhead-low-black-keys-unseen-88.png"), cv2.IMREAD_GRAYSCALE)
+    corners = np.array(meta["corners"])
+    covered = grey.copy()
+    left = int(corners[:, 0].min() + 0.85 * np.ptp(corners[:, 0]))
+    covered[int(corners[:, 1].min()) - 20:int(corners[:, 1].max()) + 20, left:int(corners[:, 0].max()) + 15] = 70
+    with pytest.raises(PianoedgeError, match="cannot find the keyboard's ends"):
+        lock_frames([covered])
+    assert np.linalg.norm(lock_frames([grey]).corners - corners, axis=1).mean() < 3.0
+
+
 @pytest.mark.slow
 def test_real_clip_locks_to_the_right_keys():
     meta = json.loads((REAL / "furelise.json").read_text())
