@@ -15,33 +15,71 @@ from .lock import KeyboardFit, UnclearKeys, estimate_k1, fit_keyboard, fit_score
 from .lockfile import Lock
 
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
+FIRST_SECONDS = 6.0  # a video's lock frames come from its first seconds ...
+RETRY_STRETCHES = 3  # ... or, when the keyboard is not found there, from as many later stretches as long
 MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
 MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain
 MOSTLY_AGREE = 0.6  # below MIN_AGREEMENT, a fit that explains this share of the measurements it made lacks evidence (few show)
 
 
-def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = 6.0) -> list[np.ndarray]:
-    """``count`` frames spread over the first ``seconds`` of a video (read in order: seeking in
-    H.264 costs a decode from the last keyframe each time)."""
+def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = FIRST_SECONDS, start: float = 0.0) -> list[np.ndarray]:
+    """``count`` frames spread over ``seconds`` of a video from ``start`` (seconds). The first seconds
+    are read in order (seeking in H.264 costs a decode from the last keyframe each time); a later
+    stretch by seeking to each frame (cheaper than decoding the video up to it)."""
     path = Path(path)
     if not path.is_file():
         raise PianoedgeError(f"video not found: {path}")
     cap = cv2.VideoCapture(str(path))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    span = min(total, int(seconds * (cap.get(cv2.CAP_PROP_FPS) or 30.0))) if total > 0 else 0
-    wanted = set(np.linspace(0, max(span - 1, 0), count).astype(int).tolist()) if span else set()
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    first, last = min(int(start * fps), max(total - 1, 0)), min(total, int((start + seconds) * fps))
+    wanted = np.unique(np.linspace(first, max(last - 1, first), count).astype(int)) if total > 0 else []
     frames = []
-    for index in range(span):
-        if not cap.grab():
-            break
-        if index in wanted:
-            ok, frame = cap.retrieve()
+    if first > 0:
+        for index in wanted:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+            ok, frame = cap.read()
             if ok:
                 frames.append(frame)
+    else:
+        for index in range(last):
+            if not cap.grab():
+                break
+            if index in wanted:
+                ok, frame = cap.retrieve()
+                if ok:
+                    frames.append(frame)
     cap.release()
     if not frames:
         raise PianoedgeError(f"cannot read any frame from {path}: is it a video file OpenCV can decode (mp4/avi/mkv)?")
     return frames
+
+
+def video_seconds(path: str | Path) -> float:
+    """A video's length as its container states it (0 when it cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    seconds = cap.get(cv2.CAP_PROP_FRAME_COUNT) / (cap.get(cv2.CAP_PROP_FPS) or 30.0) if cap.isOpened() else 0.0
+    cap.release()
+    return seconds
+
+
+def lock_video(path: str | Path, num_keys: int | None = None, k1: float | None = None) -> tuple[Lock, list[np.ndarray]]:
+    """Lock on frames from a video's first seconds; when that fails and the video goes on, on those of
+    ``RETRY_STRETCHES`` later stretches as long, spread to its end (hands that rested on an end at first
+    move on). Returns the lock and the frames it was made on (where the keys at rest are seen too);
+    the first attempt's error when none gives a lock."""
+    frames = frames_from_video(path)
+    try:
+        return lock_frames(frames, num_keys, k1), frames
+    except PianoedgeError as failure:
+        later = max(video_seconds(path) - FIRST_SECONDS, 0.0)
+        for start in np.linspace(0.0, later, RETRY_STRETCHES + 1)[1:] if later > 0 else ():
+            frames = frames_from_video(path, start=float(start))
+            try:
+                return lock_frames(frames, num_keys, k1), frames
+            except PianoedgeError:
+                continue
+        raise failure from None
 
 
 def frames_from_image(path: str | Path) -> list[np.ndarray]:

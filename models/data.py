@@ -45,9 +45,9 @@ def lock_of_take(take: Take) -> Lock:
         homography = cv2.getPerspectiveTransform(ideal, canonical_corners(K.CANONICAL_SIZE).astype(np.float32))
         return Lock(np.array(meta["corners"], float), tuple(meta["image_size"]), int(meta["lowest_key"]),
                     int(meta["num_keys"]), homography, K.CANONICAL_SIZE, k1)
-    from pianoedge.calibration.acquire import frames_from_video, lock_frames
+    from pianoedge.calibration.acquire import lock_video
 
-    return lock_frames(frames_from_video(take.video))
+    return lock_video(take.video)[0]
 
 
 def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE, out: dict | None = None) -> np.ndarray:

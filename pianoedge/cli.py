@@ -58,13 +58,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     from pianoedge.calibration import acquire
 
-    if args.image:
-        frames = acquire.frames_from_image(args.image)
-    elif args.video:
-        frames = acquire.frames_from_video(args.video)
+    if args.video:
+        lock, _ = acquire.lock_video(args.video, args.keys, args.k1)
     else:
-        frames = acquire.frames_from_camera(args.camera)
-    lock = acquire.lock_frames(frames, args.keys, args.k1)
+        frames = acquire.frames_from_image(args.image) if args.image else acquire.frames_from_camera(args.camera)
+        lock = acquire.lock_frames(frames, args.keys, args.k1)
     lock.save(args.output)
     hidden = lock.keys_out_of_view()
     if hidden:

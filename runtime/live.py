@@ -23,16 +23,20 @@ from .source import open_source
 LOCK_FRAMES_SECONDS = 2.0  # a live source: frames gathered over this long to lock and to see the keys at rest
 
 
-def _lock_frames(source) -> list:
-    """Frames to lock on and to see the keys at rest: spread over a file's first seconds, or a camera's next two."""
+def _lock_and_frames(source, lock_path: Path | None, keys: int | None):
+    """The lock (``lock_path``'s, else found) and the frames to see the keys at rest on: spread over a
+    file's first seconds (over all of it when the keyboard is not found in them), or a camera's next two."""
     if not source.live:
-        return acquire.frames_from_video(source.path)
+        if lock_path is None:
+            return acquire.lock_video(source.path, keys)
+        frames = acquire.frames_from_video(source.path)
+        return locked(frames, lock_path, keys), frames
     frames, start = [], time.monotonic()
     for frame in source:
         if time.monotonic() - start >= LOCK_FRAMES_SECONDS * len(frames) / acquire.FRAMES:
             frames.append(frame.image)
         if len(frames) == acquire.FRAMES:
-            return frames
+            return locked(frames, lock_path, keys), frames
     raise PianoedgeError("the camera stopped before the keyboard could be locked")
 
 
@@ -101,8 +105,7 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     pipeline, watch, frames, notes = None, None, 0, 0
     try:
-        lock_frames = _lock_frames(source)
-        lock = locked(lock_frames, lock_path, keys)
+        lock, lock_frames = _lock_and_frames(source, lock_path, keys)
         pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps)
         watch = DriftWatch(lock, lock_frames[-1])
         del lock_frames  # full-size frames: not needed once the lock, the rest view and the view to follow are made

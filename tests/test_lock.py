@@ -188,6 +188,37 @@ def test_a_hypothesis_run_out_of_the_frame_over_the_case_is_no_lock():
     assert np.linalg.norm(lock_frames([grey]).corners - corners, axis=1).mean() < 3.0
 
 
+def test_a_video_whose_first_seconds_hide_an_end_locks_on_the_rest_of_it(tmp_path):
+    """A hand (a dark block here) over the high end for the first 7 s, then off: the first seconds
+    alone give no lock, so the video's later frames are looked at too. A video no longer than those
+    first seconds keeps their error."""
+    from pianoedge.calibration.acquire import lock_video
+    from pianoedge.video import H264Writer
+
+    meta = json.loads((LOCK_DATA / "overhead-keys-fuse-after-remap-88.json").read_text())
+    grey = cv2.imread(str(LOCK_DATA / "overhead-keys-fuse-after-remap-88.png"), cv2.IMREAD_GRAYSCALE)
+    corners = np.array(meta["corners"])
+    covered = grey.copy()
+    left = int(corners[:, 0].min() + 0.85 * np.ptp(corners[:, 0]))
+    covered[int(corners[:, 1].min()) - 20:int(corners[:, 1].max()) + 20, left:int(corners[:, 0].max()) + 15] = 70
+    video, short = tmp_path / "hand-then-off.mp4", tmp_path / "hand-throughout.mp4"
+    for path, frames in ((video, [covered] * 35 + [grey] * 35), (short, [covered] * 25)):  # 5 fps: 14 s and 5 s
+        with H264Writer(path, grey.shape[1], grey.shape[0], 5.0) as writer:
+            for frame in frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    with pytest.raises(PianoedgeError, match="cannot find the keyboard's ends"):
+        lock_frames(frames_from_video(video))
+    lock, used = lock_video(video)
+    assert len(used) == 9 and np.linalg.norm(lock.corners - corners, axis=1).mean() < 3.0
+    with pytest.raises(PianoedgeError, match="cannot find the keyboard's ends"):
+        lock_video(short)
+    out = tmp_path / "lock.json"  # the command line and the transcriber lock a video the same way
+    for command in (["lock", "--video", str(video), "-o", str(out)], ["transcribe", str(video), "-o", str(tmp_path / "out.mid")]):
+        result = subprocess.run([sys.executable, "-m", "pianoedge", *command], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    assert np.linalg.norm(Lock.load(out).corners - corners, axis=1).mean() < 3.0
+
+
 @pytest.mark.slow
 def test_real_clip_locks_to_the_right_keys():
     meta = json.loads((REAL / "furelise.json").read_text())
