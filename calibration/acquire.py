@@ -74,8 +74,8 @@ def lock_video(path: str | Path, num_keys: int | None = None, k1: float | None =
     except PianoedgeError as failure:
         later = max(video_seconds(path) - FIRST_SECONDS, 0.0)
         for start in np.linspace(0.0, later, RETRY_STRETCHES + 1)[1:] if later > 0 else ():
-            frames = frames_from_video(path, start=float(start))
-            try:
+            try:  # a stretch that cannot be read (a container that seeks badly) is one more that gives no lock
+                frames = frames_from_video(path, start=float(start))
                 return lock_frames(frames, num_keys, k1), frames
             except PianoedgeError:
                 continue
