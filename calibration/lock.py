@@ -313,7 +313,7 @@ def _border_keys(gray: np.ndarray, h: np.ndarray, edge: float, inward: float) ->
     (those of the three keys nearest the border) are missing. A keyboard cut off by the frame shows keys
     up to the border; a hypothesis run out of the frame over the case around a keyboard does not."""
     height, width = gray.shape
-    gaps = edge + inward * U * np.arange(1, 60)
+    gaps = edge + inward * U * np.arange(1, 60)  # white-key gaps from the end inward, the keyboard's whole width
     corners = _apply(h, np.array([[x, y] for x in gaps for y in (8.0, 32.0)])).reshape(len(gaps), 2, 2)
     seen = np.flatnonzero(((corners >= 0) & (corners < [width, height])).all(axis=(1, 2)))
     if len(seen) < 3:

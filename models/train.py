@@ -145,24 +145,31 @@ def tune_decoder(net: PianoNet, takes: list[TakeData], keep: Thresholds | None =
     """The decoder thresholds (over ``DECODER_GRID``; ``keep``'s when given) with the best mean onset F1 on
     these takes, then the velocity line fitted to their matched notes (``fit_velocity``), and the metrics with both."""
     probs = [posteriors(net, data) for data in takes]
+    if keep is None:
+        thresholds, metrics = _best_thresholds(net, takes, probs)
+    else:
+        thresholds = replace(keep, velocity_shift=0.0, velocity_scale=1.0)
+        metrics = evaluate(net, takes, thresholds, probs)[0]
+    pairs = [matched_velocities(data.notes, decode(p, data.lowest, data.fps, thresholds)) for data, p in zip(takes, probs)]
+    true, predicted = (np.concatenate(a) for a in zip(*pairs))
+    if len(true) < MIN_VELOCITY_NOTES:
+        return thresholds, metrics
+    shift, scale = fit_velocity(true, predicted)
+    thresholds = replace(thresholds, velocity_shift=round(shift / 127, 4), velocity_scale=round(scale, 3))
+    return thresholds, evaluate(net, takes, thresholds, probs)[0]
+
+
+def _best_thresholds(net: PianoNet, takes: list[TakeData], probs: list[np.ndarray]) -> tuple[Thresholds, dict[str, float]]:
+    """Over ``DECODER_GRID``: the thresholds with the best mean onset F1 (then frame F1), and their metrics."""
     best = None
-    if keep is not None:
-        unit = replace(keep, velocity_shift=0.0, velocity_scale=1.0)
-        best = (None, unit, evaluate(net, takes, unit, probs)[0])
-    for values in itertools.product(*DECODER_GRID.values()) if keep is None else ():
+    for values in itertools.product(*DECODER_GRID.values()):
         chosen = dict(zip(DECODER_GRID, values))
         thresholds = Thresholds(**chosen, rearm=round(0.6 * chosen["onset"], 3))
         metrics = evaluate(net, takes, thresholds, probs)[0]
         rank = (metrics["onset_f1"], metrics["frame_f1_white"] + metrics["frame_f1_black"])
         if best is None or rank > best[0]:
             best = (rank, thresholds, metrics)
-    pairs = [matched_velocities(data.notes, decode(p, data.lowest, data.fps, best[1])) for data, p in zip(takes, probs)]
-    true, predicted = (np.concatenate(a) for a in zip(*pairs))
-    if len(true) < MIN_VELOCITY_NOTES:
-        return best[1], best[2]
-    shift, scale = fit_velocity(true, predicted)
-    thresholds = replace(best[1], velocity_shift=round(shift / 127, 4), velocity_scale=round(scale, 3))
-    return thresholds, evaluate(net, takes, thresholds, probs)[0]
+    return best[1], best[2]
 
 
 def fit_velocity(true: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
