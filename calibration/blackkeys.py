@@ -21,6 +21,7 @@ MIN_LOCK_ROW = 8  # fewer than this cannot say which key is which
 ASPECT = (2.0, 15.0)  # long / short side of a black key's blob
 SQUAT_ASPECT = (1.0, ASPECT[0])  # a black key's front end alone (see the last pass)
 COMB_ASPECT = 3.0  # long / short side of black keys joined by a band at their backs (at least)
+COMB_TURNS_DEG = (0.0, -2.0, 2.0, -4.0, 4.0, -6.0, 6.0)  # directions tried for that band, about the comb's long axis
 FILL = 0.6  # blob area over its rectangle's
 SOLID = 0.85  # a blob that fills less of its rectangle than this may have lines hanging on (see ``clean``)
 
@@ -163,7 +164,11 @@ def find_black_keys(gray: np.ndarray, clean: bool = False) -> BlackKeyRow:
     if len(best) >= MIN_ROW:
         directions.append((best.direction, int(2.5 * float(np.median(np.diff(best.centres @ best.direction))))))
     if len(best) < MIN_LOCK_ROW and (comb := _band_direction(binary)) is not None:
-        directions.append((comb, 3 * k))
+        # the comb's rectangle leans with whatever else joined it (a case edge, white-key gaps): its band
+        # may run a few degrees off its long axis, and a cut along the wrong line leaves the band whole
+        for turn in np.radians(COMB_TURNS_DEG):
+            c, s = np.cos(turn), np.sin(turn)
+            directions.append((np.array([c * comb[0] - s * comb[1], s * comb[0] + c * comb[1]]), 3 * k))
     masks = [binary] + [_without_bands(binary, direction, length) for direction, length in directions]
     for mask in masks[1:]:
         row = _row(_blobs(mask, max_area, clean=clean), rng)

@@ -106,6 +106,10 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
                                       "was taken for the keys' front edge (refused: black keys not where the fit put them)",
     "stand-square-behind-61": "from the stand, squarely behind the keys (yaw 0.3 degrees): too little perspective across "
                               "them to tell the focal length, so the depth was off (18 px at the back)",
+    "overhead-band-off-comb-axis-88": "a light digital case whose dark line behind the keys joins every black key into "
+                                      "one comb, with a case edge hanging on it: the comb's rectangle leans 5 degrees "
+                                      "off the line, so the cut along it left the line whole (refused: fewer than 8 "
+                                      "black keys)",
 }
 
 
