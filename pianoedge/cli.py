@@ -108,6 +108,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = seed.SeedTranscriber(args.model)
         transcribe = model.transcribe_take
     elif args.backend:
+        if args.tune:
+            raise PianoedgeError("--tune tunes a PianoNet folder's decoder (--model DIR, or the shipped one), not an exported "
+                                 "artifact: tune it, then export it again (pianoedge export)")
         from pianoedge.models.data import load_take
         from pianoedge.models.decode import Thresholds, decode
         from pianoedge.runtime.backend import OrtBackend, take_posteriors

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,9 @@ def test_runtime_and_help_work_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok") and "synth" in result.stdout
+
+
+def test_tuning_an_exported_artifact_is_a_clear_error():
+    examples = Path(__file__).parent.parent / "examples"
+    result = run("eval", "--data", str(examples), "--backend", "ort", "--tune")
+    assert_clear_error(result, "--tune", "pianoedge export")
