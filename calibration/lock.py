@@ -274,6 +274,7 @@ def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, see
     return float((inside & ~dark).sum() / max(inside.sum(), 1))
 
 
+KEYS_GAP_CONTRAST = 10.0  # grey levels across a white-key gap (``_gap_contrast``) that say keys, not a plain case
 CLEAR_OF_END_U = 1.0  # black keys beyond an end whose centre is nearer to it than this straddle it (one side on the keys)
 KEPT_ON = 2  # clearly found black keys beyond an end that say the keyboard goes on there
 SEEN_BLACK_WIDTH = (0.65, 1.7)  # a black key's dark run over its width: its top, or with a side face seen at an angle
@@ -303,7 +304,7 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
         comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min()
         beyond = _past_end(lo, size, low=inward > 0)
         dark, shown = _black_keys_shown(gray, h, beyond)
-        scores.append(brightness + 0.5 * np.clip((comb - 10.0) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
+        scores.append(brightness + 0.5 * np.clip((comb - KEYS_GAP_CONTRAST) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
                       - _goes_on(gray, h, beyond, edge, px_per_mm))
     return float(np.sum(scores)) if scores else -np.inf
 
@@ -319,7 +320,7 @@ def _border_keys(gray: np.ndarray, h: np.ndarray, edge: float, inward: float) ->
     if len(seen) < 3:
         return 0.0
     comb = _gap_contrast(gray, h, gaps[seen[:3]]).min()
-    return float(np.clip((comb - 10.0) / 10.0, -1.0, 0.0))
+    return float(np.clip((comb - KEYS_GAP_CONTRAST) / KEYS_GAP_CONTRAST, -1.0, 0.0))
 
 
 def _past_end(lo: int, size: int, low: bool) -> list[int]:

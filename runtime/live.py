@@ -25,7 +25,8 @@ LOCK_FRAMES_SECONDS = 2.0  # a live source: frames gathered over this long to lo
 
 def _lock_and_frames(source, lock_path: Path | None, keys: int | None):
     """The lock (``lock_path``'s, else found) and the frames to see the keys at rest on: spread over a
-    file's first seconds (over all of it when the keyboard is not found in them), or a camera's next two."""
+    file's first seconds (or later stretches when the keyboard is not found in them: ``acquire.lock_video``),
+    or a camera's next two."""
     if not source.live:
         if lock_path is None:
             return acquire.lock_video(source.path, keys)

@@ -176,17 +176,24 @@ def test_a_fit_found_only_under_a_lens_its_own_edges_reject_is_refused():
         lock_frames([grey])
 
 
+def high_end_covered(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A test image (grey), the same with a dark block (grey 70) over the last 15 % of the keyboard's
+    width at the right, from 20 px above it to 20 px below, and its labelled corners."""
+    meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
+    grey = cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    corners = np.array(meta["corners"])
+    covered = grey.copy()
+    left = int(corners[:, 0].min() + 0.85 * np.ptp(corners[:, 0]))
+    covered[int(corners[:, 1].min()) - 20:int(corners[:, 1].max()) + 20, left:int(corners[:, 0].max()) + 15] = 70
+    return grey, covered, corners
+
+
 def test_a_hypothesis_run_out_of_the_frame_over_the_case_is_no_lock():
     """An overhead keyboard whose low end lies 60 px inside the frame, with a dark block over its high
     end: shifted an octave down, the keyboard ends at the block and runs out of the frame on the left,
     where no end can be seen, but where the keys it claims up to the border are the case. Such a lock
     was 156 px off (an octave); it must be refused, and the bare keyboard still locks."""
-    meta = json.loads((LOCK_DATA / "overhead-low-black-keys-unseen-88.json").read_text())
-    grey = cv2.imread(str(LOCK_DATA / "overhead-low-black-keys-unseen-88.png"), cv2.IMREAD_GRAYSCALE)
-    corners = np.array(meta["corners"])
-    covered = grey.copy()
-    left = int(corners[:, 0].min() + 0.85 * np.ptp(corners[:, 0]))
-    covered[int(corners[:, 1].min()) - 20:int(corners[:, 1].max()) + 20, left:int(corners[:, 0].max()) + 15] = 70
+    grey, covered, corners = high_end_covered("overhead-low-black-keys-unseen-88")
     with pytest.raises(PianoedgeError, match="cannot find the keyboard's ends"):
         lock_frames([covered])
     assert np.linalg.norm(lock_frames([grey]).corners - corners, axis=1).mean() < 3.0
@@ -199,12 +206,7 @@ def test_a_video_whose_first_seconds_hide_an_end_locks_on_the_rest_of_it(tmp_pat
     from pianoedge.calibration.acquire import lock_video
     from pianoedge.video import H264Writer
 
-    meta = json.loads((LOCK_DATA / "overhead-keys-fuse-after-remap-88.json").read_text())
-    grey = cv2.imread(str(LOCK_DATA / "overhead-keys-fuse-after-remap-88.png"), cv2.IMREAD_GRAYSCALE)
-    corners = np.array(meta["corners"])
-    covered = grey.copy()
-    left = int(corners[:, 0].min() + 0.85 * np.ptp(corners[:, 0]))
-    covered[int(corners[:, 1].min()) - 20:int(corners[:, 1].max()) + 20, left:int(corners[:, 0].max()) + 15] = 70
+    grey, covered, corners = high_end_covered("overhead-keys-fuse-after-remap-88")
     video, short = tmp_path / "hand-then-off.mp4", tmp_path / "hand-throughout.mp4"
     for path, frames in ((video, [covered] * 35 + [grey] * 35), (short, [covered] * 25)):  # 5 fps: 14 s and 5 s
         with H264Writer(path, grey.shape[1], grey.shape[0], 5.0) as writer:
