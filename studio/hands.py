@@ -35,6 +35,9 @@ REACH_MM = 70.0  # from the knuckle line forward to the fingertips
 FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
+WHITE_STRIKE_Y_MM = (15.0, 55.0)  # where along a key (from its front edge) a finger strikes it: white keys in front
+BLACK_STRIKE_Y_MM = (62.0, 128.0)  # of the black ones, black keys from their front end (real players often) to far back
+BACK_ZONE_MM = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM  # behind this, black keys lie between the whites
 
 
 @dataclass
@@ -49,6 +52,32 @@ class FingerNote:
 def _reach_cost(anchors: np.ndarray, current: float) -> float:
     """How far a set of fingered keys pulls the hand apart (spread of implied positions) and away."""
     return float(anchors.var() * 4 + (anchors.mean() - current) ** 2 * 0.05)
+
+
+def _settle(x: float, centres: np.ndarray) -> float:
+    """Pull ``x`` towards the nearest of ``centres`` (sorted), continuously: a free finger lingers on a
+    key's middle and crosses the gaps quickly, as a real finger resting on the keys does."""
+    if not centres[0] < x < centres[-1]:
+        return x
+    i = int(np.searchsorted(centres, x)) - 1
+    c0, c1 = centres[i], centres[i + 1]
+    u = (x - c0) / (c1 - c0)
+    return float(c0 + (c1 - c0) * (u - np.sin(2 * np.pi * u) / (2 * np.pi)))
+
+
+def rest_centres(layout: K.KeyboardLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Where free fingertips settle (mm across): white-key middles in front, and behind ``BACK_ZONE_MM``
+    the middles of the black keys and of the white between them."""
+    front = np.array([k.centre for k in layout.whites])
+    back = []
+    for k in layout.keys:
+        if k.black:
+            back.append(k.centre)
+            continue
+        left = max((b.right for b in layout.blacks if b.left < k.left < b.right), default=k.left)
+        right = min((b.left for b in layout.blacks if b.left < k.right < b.right), default=k.right)
+        back.append(0.5 * (left + right))
+    return front * K.WHITE_KEY_PITCH_MM, np.array(back) * K.WHITE_KEY_PITCH_MM
 
 
 def _smooth(s):
@@ -74,6 +103,8 @@ class Hand:
         self.fidget_hz = rng.uniform(*FIDGET_HZ, (FINGERS + 1, 3, 2))
         self.fidget_phase = rng.uniform(0, 2 * np.pi, (FINGERS + 1, 3, 2))
         self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
+        self.front_centres, self.back_centres = rest_centres(layout)
+        self.black_spans = np.array([[k.left, k.right] for k in layout.blacks]) * K.WHITE_KEY_PITCH_MM
         self._plan(notes, rng, duration)
 
     def _tips(self) -> np.ndarray:
@@ -83,8 +114,8 @@ class Hand:
         span = self.layout.key(pitch)
         x = span.centre * K.WHITE_KEY_PITCH_MM + rng.normal(0, 1.5)
         if span.black:
-            return x, float(rng.uniform(95, 130)), K.BLACK_KEY_HEIGHT_MM
-        return x, float(rng.uniform(22, 52)), 0.0
+            return x, float(rng.uniform(*BLACK_STRIKE_Y_MM)), K.BLACK_KEY_HEIGHT_MM
+        return x, float(rng.uniform(*WHITE_STRIKE_Y_MM)), 0.0
 
     def _plan(self, notes: list[Note], rng: np.random.Generator, duration: float) -> None:
         chords: list[list[Note]] = []
@@ -157,12 +188,21 @@ class Hand:
         s = _smooth((t - (arrive - move)) / move) if move > 0 else 1.0
         return x0 + (x1 - x0) * s, y0 + (y1 - y0) * s
 
+    def _settle(self, tip: np.ndarray) -> float:
+        """Move a free fingertip onto the middle of the key under it (in place); returns the height of
+        that key's surface, which the finger rests on or hovers above."""
+        behind = float(np.clip((tip[1] - BACK_ZONE_MM + 5) / 10, 0, 1))  # blend across the black keys' front ends
+        tip[0] = (1 - behind) * _settle(tip[0], self.front_centres) + behind * _settle(tip[0], self.back_centres)
+        on_black = behind > 0.5 and bool(((self.black_spans[:, 0] < tip[0]) & (tip[0] < self.black_spans[:, 1])).any())
+        return K.BLACK_KEY_HEIGHT_MM if on_black else 0.0
+
     def _finger_tip(self, f: int, t: float, anchor: tuple[float, float], depth_of) -> np.ndarray:
         s = self.scale
         hover = self.hover_level[f] * (1 + 0.25 * np.sin(2 * np.pi * 0.7 * t + self.hover_phase[f]))
         rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (REACH_MM - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
         rest += self._fidget(f + 1, t) * [1, 1, 0.5]
-        rest[2] = max(rest[2], RADIUS_MM[f] * s)  # a free finger goes no lower than the key's surface
+        surface = self._settle(rest)
+        rest[2] = surface + max(rest[2], RADIUS_MM[f] * s)  # a free finger goes no lower than the key's surface
         for fn in reversed(self.fingers[f]):
             if fn.touch - PREP_S <= t < fn.note.end + 0.08:
                 key = np.array([fn.key_x, fn.key_y, fn.key_z + RADIUS_MM[f] * 0.8])

@@ -168,6 +168,23 @@ def test_a_finger_rests_on_every_pressed_key_and_hovering_fingers_press_nothing(
     assert hover_over_unpressed > 50, "fingers should hover just above unpressed keys (hard negatives)"
 
 
+def test_free_fingers_resting_on_keys_lie_on_their_middles():
+    """Real fingers rest on a key, not on the gap between two: a resting finger off a key's middle
+    would tell a model that a finger on a key's middle is pressing (the real clip's false notes)."""
+    notes = performance(4, seconds=4.0)
+    take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, hover_mm=1.0)
+    whites = take.renderer.piano.layout.whites
+    centres = np.array([k.centre for k in whites]) * K.WHITE_KEY_PITCH_MM
+    off_middle = []
+    for i in range(take.frame_count):
+        for x, y, z, r in fingertips(take, i):
+            nearest = int(np.abs(centres - x).argmin())
+            if 0 <= y <= 45 and z - r < 2.0 and take.depth[i, whites[nearest].pitch - 21] < 0.99:
+                off_middle.append(abs(centres[nearest] - x))
+    assert len(off_middle) > 100, "fingers should rest on unpressed keys"
+    assert np.median(off_middle) < 3.5, f"resting fingertips lie {np.median(off_middle):.1f} mm off the key's middle (median)"
+
+
 def test_strikes_lift_by_the_takes_lift_height_and_free_fingers_fidget():
     """Legato players press from near the key; real hands never hold still (on the real clip they move
     as much after an onset as into it), so an onset must not be the only motion in the frame."""
