@@ -3,9 +3,9 @@
 Each note is given to a hand (its tag, else by pitch) and a finger; the hand's knuckle line glides
 to where its next chord lies just before the strike; the striking finger lifts (higher for a louder
 note, by the take's lift), comes down with the key and rests on it until release, while the other
-fingers hover a few millimetres above their keys or rest on them: the hard negatives of the seed
-paper. The wrist and the free fingers fidget all the time, as real hands do, so that motion alone
-does not give a strike away.
+fingers hover a few millimetres above their keys or rest on them, on a key's middle as real fingers
+do: the hard negatives of the seed paper. The wrist and the free fingers fidget all the time, as
+real hands do, so that motion alone does not give a strike away.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ REACH_MM = 70.0  # from the knuckle line forward to the fingertips
 FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
-WHITE_STRIKE_Y_MM = (15.0, 55.0)  # where along a key (from its front edge) a finger strikes it: white keys in front
-BLACK_STRIKE_Y_MM = (62.0, 128.0)  # of the black ones, black keys from their front end (real players often) to far back
+WHITE_STRIKE_Y_MM = (15.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge
+BLACK_STRIKE_Y_MM = (62.0, 128.0)  # and a black key: from just behind its front end (55 mm; real players often) to far back
 BACK_ZONE_MM = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM  # behind this, black keys lie between the whites
 
 
@@ -54,7 +54,7 @@ def _reach_cost(anchors: np.ndarray, current: float) -> float:
     return float(anchors.var() * 4 + (anchors.mean() - current) ** 2 * 0.05)
 
 
-def _settle(x: float, centres: np.ndarray) -> float:
+def _pull_to_nearest(x: float, centres: np.ndarray) -> float:
     """Pull ``x`` towards the nearest of ``centres`` (sorted), continuously: a free finger lingers on a
     key's middle and crosses the gaps quickly, as a real finger resting on the keys does."""
     if not centres[0] < x < centres[-1]:
@@ -65,7 +65,7 @@ def _settle(x: float, centres: np.ndarray) -> float:
     return float(c0 + (c1 - c0) * (u - np.sin(2 * np.pi * u) / (2 * np.pi)))
 
 
-def rest_centres(layout: K.KeyboardLayout) -> tuple[np.ndarray, np.ndarray]:
+def _rest_centres(layout: K.KeyboardLayout) -> tuple[np.ndarray, np.ndarray]:
     """Where free fingertips settle (mm across): white-key middles in front, and behind ``BACK_ZONE_MM``
     the middles of the black keys and of the white between them."""
     front = np.array([k.centre for k in layout.whites])
@@ -103,7 +103,7 @@ class Hand:
         self.fidget_hz = rng.uniform(*FIDGET_HZ, (FINGERS + 1, 3, 2))
         self.fidget_phase = rng.uniform(0, 2 * np.pi, (FINGERS + 1, 3, 2))
         self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
-        self.front_centres, self.back_centres = rest_centres(layout)
+        self.front_centres, self.back_centres = _rest_centres(layout)
         self.black_spans = np.array([[k.left, k.right] for k in layout.blacks]) * K.WHITE_KEY_PITCH_MM
         self._plan(notes, rng, duration)
 
@@ -188,11 +188,11 @@ class Hand:
         s = _smooth((t - (arrive - move)) / move) if move > 0 else 1.0
         return x0 + (x1 - x0) * s, y0 + (y1 - y0) * s
 
-    def _settle(self, tip: np.ndarray) -> float:
+    def _settle_on_key(self, tip: np.ndarray) -> float:
         """Move a free fingertip onto the middle of the key under it (in place); returns the height of
         that key's surface, which the finger rests on or hovers above."""
         behind = float(np.clip((tip[1] - BACK_ZONE_MM + 5) / 10, 0, 1))  # blend across the black keys' front ends
-        tip[0] = (1 - behind) * _settle(tip[0], self.front_centres) + behind * _settle(tip[0], self.back_centres)
+        tip[0] = (1 - behind) * _pull_to_nearest(tip[0], self.front_centres) + behind * _pull_to_nearest(tip[0], self.back_centres)
         on_black = behind > 0.5 and bool(((self.black_spans[:, 0] < tip[0]) & (tip[0] < self.black_spans[:, 1])).any())
         return K.BLACK_KEY_HEIGHT_MM if on_black else 0.0
 
@@ -201,7 +201,7 @@ class Hand:
         hover = self.hover_level[f] * (1 + 0.25 * np.sin(2 * np.pi * 0.7 * t + self.hover_phase[f]))
         rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (REACH_MM - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
         rest += self._fidget(f + 1, t) * [1, 1, 0.5]
-        surface = self._settle(rest)
+        surface = self._settle_on_key(rest)
         rest[2] = surface + max(rest[2], RADIUS_MM[f] * s)  # a free finger goes no lower than the key's surface
         for fn in reversed(self.fingers[f]):
             if fn.touch - PREP_S <= t < fn.note.end + 0.08:
