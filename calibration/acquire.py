@@ -11,7 +11,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
 from .lens import Lens
-from .lock import KeyboardFit, UnclearKeys, estimate_k1, fit_keyboard, fit_score
+from .lock import KeyboardFit, UnclearKeys, estimate_k1, fit_keyboard, fit_score, keys_go_on_behind
 from .lockfile import Lock
 
 FRAMES = 9  # frames combined by their median, so that hands in motion fade out
@@ -234,4 +234,7 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
     if score < MIN_FIT_SCORE:
         raise PianoedgeError(f"no reliable lock: only {score:.0%} of the black keys are where the fit puts them; "
                              "show the whole keyboard, evenly lit, or give --keys")
+    if keys_go_on_behind(cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median, fit):
+        raise PianoedgeError("no reliable lock: the black keys go on behind where the fit ends the keys (their back ends "
+                             "and the case behind them do not show apart); show the keys' back ends, or film from the player's side")
     return Lock.from_fit(fit, (w, h), k1)

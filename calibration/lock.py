@@ -941,6 +941,30 @@ def _px_per_mm(h: np.ndarray, lo: int, size: int) -> float:
     return max(float(np.linalg.norm(corners[1] - corners[0])) / width, 0.5) * 2
 
 
+BEHIND_KEYS_MM = 35.0  # behind the keys' back ends, where a fit of the right depth finds no black keys
+KEYS_BEHIND_SHARE = 0.5  # black keys showing there with this share of their contrast on the keys: the fit is too shallow
+KEYS_BEHIND_CONTRAST = 20.0  # and at least this many grey levels darker than the white between them (not noise or a reflection)
+
+
+def _black_key_contrast(gray: np.ndarray, fit: KeyboardFit, y: float) -> float:
+    """How much darker the fit's black keys are than the white between neighbouring ones, on the line
+    ``y`` mm behind its front edge (medians over the keyboard; 0 where nothing is drawn)."""
+    x = _black_x([k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks])
+    between = (x[:-1] + x[1:]) / 2
+    h = fit.world_to_image
+    dark = _samples(gray, _apply(h, np.column_stack([x, np.full(len(x), y)])))
+    light = _samples(gray, _apply(h, np.column_stack([between, np.full(len(between), y)])))
+    return float(np.median(light) - np.median(dark))
+
+
+def keys_go_on_behind(gray: np.ndarray, fit: KeyboardFit) -> bool:
+    """The black keys still show ``BEHIND_KEYS_MM`` behind where the fit ends the keys: the fit is far
+    too shallow (its front and back edges both found on the keys; from behind a dark case, seed 5417)."""
+    on_keys = _black_key_contrast(gray, fit, BLACK_CHECK_ROWS_MM[1])  # their front part, which no nameboard hides
+    behind = _black_key_contrast(gray, fit, K.WHITE_KEY_LENGTH_MM + BEHIND_KEYS_MM)
+    return behind > max(KEYS_BEHIND_SHARE * on_keys, KEYS_BEHIND_CONTRAST)
+
+
 CLOSER_SPREAD = 0.6  # a bend that brings the keys' edge points this much closer to one homography is the lens's
 
 

@@ -110,6 +110,10 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
                                       "one comb, with a case edge hanging on it: the comb's rectangle leans 5 degrees "
                                       "off the line, so the cut along it left the line whole (refused: fewer than 8 "
                                       "black keys)",
+    "stand-dark-case-shallow-fit-61": "from the stand, a black case meeting the keys' back ends with no edge between: "
+                                      "the first fit put both its front and back edges on the keys, a third of their "
+                                      "depth, and passed every check made inside it (locked 55 px off); the black keys "
+                                      "going on behind it now refuse that fit and the retry finds the keys",
 }
 
 
