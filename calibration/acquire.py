@@ -128,7 +128,7 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple
     h, w = grey.shape
     failure, fits, unsure = None, [], False
     for tried, guess in enumerate(FIRST_GUESSES_K1, 1):
-        image = cv2.remap(grey, *Lens(guess, w, h).undistort_maps(), cv2.INTER_LINEAR) if guess else grey
+        image = Lens(guess, w, h).undistort_image(grey)
         try:
             fit = fit_keyboard(image, num_keys, clean=clean)
         except UnclearKeys as exc:
@@ -210,7 +210,7 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
         if first is not None and guess == k1:  # already fitted and scored under this lens
             fits.append(first_fit)
             continue
-        gray = cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median
+        gray = Lens(k1, w, h).undistort_image(median)
         try:  # refit on the undistorted image; a first lock has settled which key is which
             near = None if first is None else Lens(k1, w, h).undistort(Lens(guess, w, h).distort(first.ends()))
             fit = fit_keyboard(gray, num_keys, near, clean)
@@ -234,7 +234,7 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
     if score < MIN_FIT_SCORE:
         raise PianoedgeError(f"no reliable lock: only {score:.0%} of the black keys are where the fit puts them; "
                              "show the whole keyboard, evenly lit, or give --keys")
-    if keys_go_on_behind(cv2.remap(median, *Lens(k1, w, h).undistort_maps(), cv2.INTER_LINEAR) if k1 else median, fit):
+    if keys_go_on_behind(Lens(k1, w, h).undistort_image(median), fit):  # one more remap: fits do not keep their images
         raise PianoedgeError("no reliable lock: the black keys go on behind where the fit ends the keys (their back ends "
                              "and the case behind them do not show apart); show the keys' back ends, or film from the player's side")
     return Lock.from_fit(fit, (w, h), k1)

@@ -50,6 +50,10 @@ class Lens:
         return cv2.initUndistortRectifyMap(self.matrix, self.coefficients, None, self.matrix,
                                            (self.width, self.height), cv2.CV_16SC2)
 
+    def undistort_image(self, image: np.ndarray) -> np.ndarray:
+        """The ideal image of a recorded one (the same array when the lens is straight)."""
+        return cv2.remap(image, *self.undistort_maps(), cv2.INTER_LINEAR) if self.k1 else image
+
     def distort_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """cv2.remap maps that turn an ideal image into what the lens records (the studio's last step)."""
         ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
