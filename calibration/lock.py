@@ -72,7 +72,8 @@ class KeyboardFit:
 
 
 def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return cv2.perspectiveTransform(np.asarray(pts, np.float64).reshape(-1, 1, 2), h).reshape(-1, 2)
+    pts = np.asarray(pts, np.float64).reshape(-1, 1, 2)
+    return cv2.perspectiveTransform(pts, h).reshape(-1, 2) if len(pts) else np.zeros((0, 2))  # OpenCV gives None for none
 
 
 def _orient(row: BlackKeyRow, gray: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -760,15 +761,31 @@ def _fit_white_keys(gray: np.ndarray, lo: int, size: int, h: np.ndarray) -> Keyb
     else:  # the back ends are in view: measure both edges (where they show)
         front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
         face = 0.0 if front is None else _face_depth(front, gray.shape)
-        face = _face_top(gray, front, x0, n_white, face) if face > MIN_FACE_MM else None
-        if face is not None:  # the edge found is the foot of the keys' front face: the fit's front is that far forward
-            back = K.WHITE_KEY_LENGTH_MM
-            start = front @ np.array([[1.0, 0, 0], [0, (back - face) / back, face], [0, 0, 1]])  # the back stays
-            h, (world_pts, image_pts, agree) = _refine(gray, start, x0, n_white, px_per_mm, at=-face)
-            front = _front_to_edge(gray, h, x0, n_white, px_per_mm, at=-face)
-        h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
+        top = _face_top(gray, front, x0, n_white, face) if face > MIN_FACE_MM else None
+        if top is not None:  # the edge found is the foot of the keys' front face: the fit's front is that far forward
+            h, (world_pts, image_pts, agree) = _from_face_foot(gray, front, x0, n_white, px_per_mm, top)
+        else:
+            h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
+            if face > MIN_FACE_MM:  # a face lit like the tops shows no top edge: is the edge found its foot?
+                foot = _from_face_foot(gray, front, x0, n_white, px_per_mm, face)
+                if _black_key_share(gray, foot[0], lo, size) > _black_key_share(gray, h, lo, size) + UNSEEN_FACE_MARGIN:
+                    h, (world_pts, image_pts, agree) = foot
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, agree / possible, len(world_pts) / possible, world_pts, image_pts)
+
+
+UNSEEN_FACE_MARGIN = 0.25  # share of black keys by which a fit taking the front edge found as a face's foot must do better
+
+
+def _from_face_foot(gray: np.ndarray, front: np.ndarray, x0: float, n_white: int, px_per_mm: float, face: float):
+    """The fit whose front edge (y = 0 in ``front``) is the foot of the keys' front face, ``face`` mm in
+    front of the key tops: refitted there, then its depth to the keys' measured back end; returns the
+    homography and the refit's measurements (see ``_refine``)."""
+    back = K.WHITE_KEY_LENGTH_MM
+    start = front @ np.array([[1.0, 0, 0], [0, (back - face) / back, face], [0, 0, 1]])  # the back stays
+    h, kept = _refine(gray, start, x0, n_white, px_per_mm, at=-face)
+    moved = _front_to_edge(gray, h, x0, n_white, px_per_mm, at=-face)
+    return _back_to_edge(gray, h if moved is None else moved, x0, n_white, px_per_mm), kept
 
 
 def _ends(h: np.ndarray, lo: int, size: int) -> np.ndarray:
@@ -1005,8 +1022,13 @@ def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     a good lock, low for a wrong or stale one (hands hide a few). A lock one white key off still finds
     three black keys in five (the 2-3 groups), but black keys beside every E-F and B-C boundary.
     ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
-    h, rows = fit.world_to_image, len(BLACK_CHECK_ROWS_MM)  # every row: a lock a key off must fail
-    dark, inside = _black_keys_shown(gray, h, [k.pitch for k in K.layout(fit.num_keys, fit.lowest).blacks], rows=rows, distort=distort)
-    beside = _beside_long_gaps(fit.x0_mm, K.layout(fit.num_keys).num_white)
+    return _black_key_share(gray, fit.world_to_image, fit.lowest, fit.num_keys, distort)
+
+
+def _black_key_share(gray: np.ndarray, h: np.ndarray, lo: int, size: int, distort=None) -> float:
+    """``fit_score`` of the keyboard of ``size`` keys from ``lo`` that ``h`` maps into ``gray``."""
+    rows = len(BLACK_CHECK_ROWS_MM)  # every row: a lock a key off must fail
+    dark, inside = _black_keys_shown(gray, h, [k.pitch for k in K.layout(size, lo).blacks], rows=rows, distort=distort)
+    beside = _beside_long_gaps(REFERENCE.key(lo).left * U, K.layout(size).num_white)
     stray, clear = _dark_at(gray, h, beside, 0.0, 1, distort)  # dark in any row: a black key is there
     return float(((dark & inside).sum() + (~stray & clear).sum()) / max(inside.sum() + clear.sum(), 1))

@@ -10,6 +10,8 @@ from pianoedge.notes import Note, write_notes
 
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+needs_real_clip = pytest.mark.skipif(not (REAL / "furelise.mp4").is_file(),
+                                     reason="the real clip lives in ../shared/data/real beside the repository")
 
 
 def performance(seed: int = 0, seconds: float = 3.0) -> list[Note]:

@@ -6,7 +6,7 @@ from pianoedge.errors import PianoedgeError
 from pianoedge.notes import read_notes, write_notes
 from pianoedge.takes import frame_labels
 
-from .conftest import REAL, performance
+from .conftest import REAL, needs_real_clip, performance
 
 
 def test_write_then_read_back_with_an_independent_reader(tmp_path):
@@ -24,6 +24,7 @@ def test_write_then_read_back_with_an_independent_reader(tmp_path):
         assert abs(a.start - b.start) < 1e-3 and abs(a.end - b.end) < 1e-3
 
 
+@needs_real_clip
 def test_real_recording_reads_like_pretty_midi(tmp_path):
     path = str(REAL / "furelise.mid")
     pm = pretty_midi.PrettyMIDI(path)

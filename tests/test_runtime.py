@@ -25,7 +25,7 @@ from pianoedge.runtime.pipeline import Pipeline
 from pianoedge.runtime.source import FileSource, open_source
 from pianoedge.takes import find_takes
 
-from .conftest import REAL
+from .conftest import REAL, needs_real_clip
 from .test_cli import assert_clear_error, run
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed (apt-get install fluidsynth)")
@@ -261,7 +261,7 @@ def test_transcribe_gives_exactly_what_eval_scores(tiny_take, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "furelise.mp4").is_file(), reason="the real clip lives in ../shared/data/real beside the repository")
+@needs_real_clip
 def test_transcribe_the_real_clip(tmp_path):
     from pianoedge.models.evaluate import score
     from pianoedge.notes import read_notes
