@@ -20,6 +20,7 @@ RETRY_STRETCHES = 3  # ... or, when the keyboard is not found there, from as man
 MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
 MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain
 MOSTLY_AGREE = 0.6  # below MIN_AGREEMENT, a fit that explains this share of the measurements it made lacks evidence (few show)
+FINDER_FAULTS = (cv2.error, ValueError, IndexError, ZeroDivisionError, np.linalg.LinAlgError)  # a view the geometry code did not foresee
 
 
 def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = FIRST_SECONDS, start: float = 0.0) -> list[np.ndarray]:
@@ -185,12 +186,17 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
     try:
-        return _lock(median, num_keys, k1, clean=False, last_try=False)
-    except PianoedgeError as failure:
-        try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
-            return _lock(median, num_keys, k1, clean=True, last_try=True)
-        except PianoedgeError:
-            raise failure from None
+        try:
+            return _lock(median, num_keys, k1, clean=False, last_try=False)
+        except PianoedgeError as failure:
+            try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
+                return _lock(median, num_keys, k1, clean=True, last_try=True)
+            except PianoedgeError:
+                raise failure from None
+    except FINDER_FAULTS as fault:  # never a traceback from a camera's view: say so, and how to get past it
+        kind = type(fault).__name__ if type(fault).__module__ == "builtins" else f"{type(fault).__module__}.{type(fault).__name__}"
+        raise PianoedgeError(f"no lock: the keyboard finder failed on this view ({kind}: {fault}); film "
+                             "the keyboard from another position or give --keys, and please report it with a frame") from fault
 
 
 def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: bool, last_try: bool) -> Lock:

@@ -118,6 +118,8 @@ def _samples(gray: np.ndarray, points: np.ndarray) -> np.ndarray:
     then weighted to grey, so a whole frame need not be converted for a few thousand points."""
     pts = np.asarray(points, np.float32).reshape(-1, 2)
     n = len(pts)
+    if n == 0:  # OpenCV refuses an empty map
+        return np.zeros(0, np.float32)
     pts = np.pad(pts, ((0, -n % SAMPLE_ROW), (0, 0))).reshape(-1, SAMPLE_ROW, 2) if n > SAMPLE_ROW else pts[None]
     values = cv2.remap(gray, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32)
     return values.reshape(-1, 3)[:n] @ np.float32([0.114, 0.587, 0.299]) if gray.ndim == 3 else values.ravel()[:n]
@@ -916,6 +918,8 @@ def _face_top(gray: np.ndarray, h: np.ndarray, x0: float, n_white: int, face: fl
     first = max(FACE_FROM_MM, EDGE_BLUR_PX * mm_px)  # clear of the blur of the edge at y = 0
     step = 0.25
     ys = np.arange(first, 1.5 * face + 4.0 + step, step)
+    if len(ys) < int(5.0 / step):  # the edge's blur reaches past the face (a small image): no top edge to find
+        return None
     xs = x0 + (np.arange(n_white) + 0.5) * U
     values = _samples(cv2.blur(gray, (3, 3)), _apply(h, np.column_stack([np.repeat(xs, len(ys)), np.tile(ys, len(xs))])))
     profile = np.median(values.reshape(len(xs), len(ys)), axis=0)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720, every camera view),
+"""Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720 unless --size, every camera view),
 beside the seed paper's Hough-line baseline on the same frames.
 
-Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S]
+Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S] [--size WxH]
 For each take: `lock_frames(frames_from_video(...))` (lens distortion estimated), then the corner error
 against the take's labels, whether size and octave are right, and the time (one core, video decoding
 included). The baseline (`calibration.hough`) runs on the median of the same frames; it always
@@ -37,8 +37,10 @@ def main() -> None:
     parser.add_argument("--takes", type=int, default=24)
     parser.add_argument("--seed", type=int, default=500)
     parser.add_argument("--keep", metavar="DIR", help="render the takes into DIR and reuse them on the next run")
+    parser.add_argument("--size", default="1280x720", help="frame size of the rendered takes, WIDTHxHEIGHT (default 1280x720)")
     parser.add_argument("--verbose", action="store_true", help="print one line per take (error or refusal reason)")
     args = parser.parse_args()
+    width, height = map(int, args.size.lower().split("x"))
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cv2.setNumThreads(1)
@@ -54,7 +56,7 @@ def main() -> None:
             view = VIEWS[i % len(VIEWS)]
             video = Path(tmp) / f"t{i}-{seed}.mp4"
             if not (video.is_file() and video.with_suffix(".json").is_file()):
-                video = render_take(list(perf.notes), tmp, video.stem, seed, num_keys=size, view=view, width=1280, height=720)
+                video = render_take(list(perf.notes), tmp, video.stem, seed, num_keys=size, view=view, width=width, height=height)
             meta = json.loads(video.with_suffix(".json").read_text())
             truth = np.array(meta["corners"])
             t = time.perf_counter()
@@ -83,7 +85,7 @@ def main() -> None:
             if args.verbose:
                 for r in rows[-3:]:
                     print(f"{video.stem} {size} keys {r[0]:5} {r[1]:8} right={r[2]} error={r[3]:.1f} px {r[4]:.2f} s {r[5][:150]}", flush=True)
-    print(f"lock benchmark, {date.today()}, {args.takes} takes from seed {args.seed}, 1280x720 H.264, 1 core\n")
+    print(f"lock benchmark, {date.today()}, {args.takes} takes from seed {args.seed}, {width}x{height} H.264, 1 core\n")
     print("| method | view | takes | refused | wrong size/octave | within 3 px | mean corner error (px, right keys) | median time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for method in ("lock", "hough", "hough, any order"):

@@ -133,6 +133,37 @@ def test_hard_views_lock_to_the_right_keys(name):
     assert error.mean() < 5.0, f"corner errors {np.round(error, 1)} px"
 
 
+def test_a_small_view_whose_front_face_hides_in_the_edge_blur_gets_an_answer_not_a_crash():
+    """854x480, yawed, 88 keys (fresh take 5703): the camera sees the keys' front face, but at this
+    size the edge's blur reaches past it, so there was nothing left to search for the face's top,
+    and OpenCV's remap raised on the empty point set (a traceback). A lock must name the right keys
+    or refuse with a clear error."""
+    name = "small-yawed-face-in-edge-blur-88"
+    meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
+    try:
+        lock = lock_frames([cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)])
+    except PianoedgeError as refusal:
+        assert "finder failed" not in str(refusal)  # the safety net of lock_frames is not an answer
+        return
+    assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
+    assert np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1).mean() < 5.0
+
+
+def test_a_fault_in_the_keyboard_finder_is_a_clear_error_not_a_traceback(monkeypatch):
+    """Whatever view a camera gives, lock_frames answers with a PianoedgeError (which the command line
+    prints without a traceback): a fault inside the geometry code, as an empty point set was for
+    OpenCV, is named as such with what to do."""
+    from pianoedge.calibration import acquire
+
+    def fault(*args, **kwargs):
+        raise cv2.error("OpenCV(5.0.0) imgwarp.cpp: (-215:Assertion failed) !_map1.empty() in function 'remap'")
+
+    monkeypatch.setattr(acquire, "fit_keyboard", fault)
+    frames, _, _ = studio_frames(101, 88, view="overhead")
+    with pytest.raises(PianoedgeError, match=r"keyboard finder failed on this view \(cv2.error: .*give --keys"):
+        lock_frames(frames[:1])
+
+
 def test_black_keys_found_past_an_end_say_the_keyboard_goes_on():
     """In the take whose dim half's black keys go undetected, a 61-key hypothesis ends in the middle
     of the 88 keys: past its low end the strict test finds black keys, past the real ends none."""
