@@ -18,8 +18,10 @@ FRAMES = 9  # frames combined by their median, so that hands in motion fade out
 FIRST_SECONDS = 6.0  # a video's lock frames come from its first seconds ...
 RETRY_STRETCHES = 3  # ... or, when the keyboard is not found there, from as many later stretches as long
 MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
-MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain
+MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain ...
+GAPS_SHOW_KEY_PX = 14.0  # ... where white keys are this wide or wider (px); narrower, proportionally less (see _min_agreement)
 MOSTLY_AGREE = 0.6  # below MIN_AGREEMENT, a fit that explains this share of the measurements it made lacks evidence (few show)
+LOCK_WIDTH = 1280  # wider views are locked at this width: the time grows with the pixels, and the pixel tolerances were set at 720p
 FINDER_FAULTS = (cv2.error, ValueError, IndexError, ZeroDivisionError, np.linalg.LinAlgError)  # a view the geometry code did not foresee
 
 
@@ -163,7 +165,7 @@ def _whole_keyboard(best: tuple[float, float, float, KeyboardFit], fits: list[tu
     ends = Lens(best_guess, *size).distort(best_fit.ends())
     key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(best_fit.num_keys).num_white
     wholes = [candidate for candidate in fits
-              if candidate[3].num_keys > best_fit.num_keys and candidate[3].agreement >= MIN_AGREEMENT and candidate[1] >= MIN_FIT_SCORE
+              if candidate[3].num_keys > best_fit.num_keys and candidate[3].agreement >= _min_agreement(candidate[3]) and candidate[1] >= MIN_FIT_SCORE
               and np.linalg.norm(ends - Lens(candidate[2], *size).distort(candidate[3].ends()), axis=1).min() < key_px]
     return max(wholes, key=lambda c: (c[3].num_keys, c[0]), default=best)
 
@@ -177,6 +179,16 @@ def _estimates(best: KeyboardFit, fits: list[tuple[float, float, float, Keyboard
             for _, _, g, f in fits if (f.lowest, f.num_keys) == (best.lowest, best.num_keys) and f.image_points is not None}
 
 
+def _min_agreement(fit: KeyboardFit) -> float:
+    """The share of the white keys' gap and edge measurements that ``fit`` must explain: ``MIN_AGREEMENT``,
+    lowered in proportion where its white keys are narrower than ``GAPS_SHOW_KEY_PX``. A gap is about
+    1 mm of a 23.5 mm key: at 10 px per key it is under half a pixel wide, and blur and compression
+    hide more of the gaps the smaller the keyboard is in the image (a 480p view of 88 keys)."""
+    ends = fit.ends()
+    key_px = float(np.linalg.norm(ends[1] - ends[0])) / K.layout(fit.num_keys).num_white
+    return MIN_AGREEMENT * min(1.0, key_px / GAPS_SHOW_KEY_PX)
+
+
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
     """Lock onto the keyboard seen in ``frames`` (one or more of the same view).
 
@@ -185,14 +197,18 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     """
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
     median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
+    height, width = median.shape
+    small = median if width <= LOCK_WIDTH else cv2.resize(median, (LOCK_WIDTH, round(height * LOCK_WIDTH / width)),
+                                                          interpolation=cv2.INTER_AREA)
     try:
         try:
-            return _lock(median, num_keys, k1, clean=False, last_try=False)
+            lock = _lock(small, num_keys, k1, clean=False, last_try=False)
         except PianoedgeError as failure:
             try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
-                return _lock(median, num_keys, k1, clean=True, last_try=True)
+                lock = _lock(small, num_keys, k1, clean=True, last_try=True)
             except PianoedgeError:
                 raise failure from None
+        return lock if small is median else lock.at_size((width, height))
     except FINDER_FAULTS as fault:  # never a traceback from a camera's view: say so, and how to get past it
         kind = type(fault).__name__ if type(fault).__module__ == "builtins" else f"{type(fault).__module__}.{type(fault).__name__}"
         raise PianoedgeError(f"no lock: the keyboard finder failed on this view ({kind}: {fault}); film "
@@ -230,7 +246,7 @@ def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: boo
     if not fits:
         raise failure
     _, score, k1, fit = max(fits, key=lambda f: f[0])
-    if fit.agreement < MIN_AGREEMENT:  # the measurements a fit makes lie near it: few, even if they agree, are no proof
+    if fit.agreement < _min_agreement(fit):  # the measurements a fit makes lie near it: few, even if they agree, are no proof
         if fit.agreement >= MOSTLY_AGREE * fit.measured:
             raise PianoedgeError(f"no reliable lock: only {fit.measured:.0%} of the white keys' gaps and front edge show; light "
                                  "the keys evenly (no glare, not overexposed), keep hands off them while locking, or give --keys")

@@ -280,19 +280,23 @@ def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, see
 KEYS_GAP_CONTRAST = 10.0  # grey levels across a white-key gap (``_gap_contrast``) that say keys, not a plain case
 CLEAR_OF_END_U = 1.0  # black keys beyond an end whose centre is nearer to it than this straddle it (one side on the keys)
 KEPT_ON = 2  # clearly found black keys beyond an end that say the keyboard goes on there
+SAME_CASE_SHARE = 1 / 3  # a light case: the weaker end's contrast at least this share of the stronger's
 SEEN_BLACK_WIDTH = (0.65, 1.7)  # a black key's dark run over its width: its top, or with a side face seen at an angle
 
 
 def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
-    """How well the white keys stop where this keyboard's ends would be (bright inside, not outside),
-    summed over both ends. An end out of the frame adds nothing: a hypothesis whose other end lies
-    out of sight must not score as if it had been seen twice."""
+    """How well the white keys stop where this keyboard's ends would be (bright inside, not outside;
+    where both ends are darker inside, and alike, a case lighter than the keys, as a white piano's:
+    one case has one colour, so a light block over one end, beside an end put among the keys, does not
+    count), summed over both ends. An end out of
+    the frame adds nothing: a hypothesis whose other end lies out of sight must not score as if it
+    had been seen twice."""
     x0 = REFERENCE.key(lo).left * U
     x1 = x0 + K.layout(size).num_white * U
     ys = np.array([8.0, 20.0, 32.0])
     height, width = gray.shape
     px_per_mm = _px_per_mm(h, lo, size)
-    scores = []
+    scores, contrasts = [], []
     for edge, inward in ((x0, 1.0), (x1, -1.0)):
         inside = _apply(h, np.array([[edge + inward * f * U, y] for f in (0.25, 0.5, 0.75) for y in ys]))
         outside = _apply(h, np.array([[edge - inward * f * U, y] for f in (0.5, 1.0, 1.5, 2.0) for y in ys]))
@@ -302,14 +306,16 @@ def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
             # but the keys it claims up to the frame's border must show their gaps (not a plain case)
             scores.append(_border_keys(gray, h, edge, inward))
             continue
-        brightness = (np.median(_samples(gray, inside)) - np.median(_samples(gray, outside[in_frame]))) / 255.0
+        contrasts.append((np.median(_samples(gray, inside)) - np.median(_samples(gray, outside[in_frame]))) / 255.0)
         # the first gaps inside must all show (not a plain case), and no black keys go on beyond
         comb = _gap_contrast(gray, h, edge + inward * U * np.arange(1, 4)).min()
         beyond = _past_end(lo, size, low=inward > 0)
         dark, shown = _black_keys_shown(gray, h, beyond)
-        scores.append(brightness + 0.5 * np.clip((comb - KEYS_GAP_CONTRAST) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
+        scores.append(0.5 * np.clip((comb - KEYS_GAP_CONTRAST) / 20.0, -1.0, 1.0) - 0.5 * (dark & shown).sum() / max(shown.sum(), 1)
                       - _goes_on(gray, h, beyond, edge, px_per_mm))
-    return float(np.sum(scores)) if scores else -np.inf
+    light_case = len(contrasts) == 2 and max(contrasts) < 0 and max(contrasts) <= SAME_CASE_SHARE * min(contrasts)
+    brightness = np.abs(contrasts) if light_case else np.array(contrasts)
+    return float(np.sum(scores) + brightness.sum()) if scores else -np.inf
 
 
 def _border_keys(gray: np.ndarray, h: np.ndarray, edge: float, inward: float) -> float:

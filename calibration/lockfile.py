@@ -121,6 +121,15 @@ class Lock:
         outside = (pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)
         return [self.lowest_key + int(i) for i in np.flatnonzero(outside)]
 
+    def at_size(self, image_size: tuple[int, int]) -> Lock:
+        """This lock for the same view recorded at another size, as ``cv2.resize`` scales it (pixel
+        centres: x -> (x + 0.5) * scale - 0.5); the lens model is relative to the image width, so k1 stays."""
+        sx, sy = image_size[0] / self.image_size[0], image_size[1] / self.image_size[1]
+        to_new = np.array([[sx, 0, 0.5 * (sx - 1)], [0, sy, 0.5 * (sy - 1)], [0, 0, 1]])
+        corners = cv2.perspectiveTransform(self.corners.reshape(-1, 1, 2), to_new).reshape(-1, 2)
+        homography = self.homography @ np.linalg.inv(to_new)
+        return replace(self, corners=corners, image_size=tuple(image_size), homography=homography / homography[2, 2])
+
     def with_homography(self, homography: np.ndarray) -> Lock:
         """The same keyboard under another image -> strip homography (e.g. after the camera moved)."""
         ideal = cv2.perspectiveTransform(canonical_corners(self.canonical_size).reshape(-1, 1, 2), np.linalg.inv(homography))
