@@ -163,7 +163,7 @@ def _whole_keyboard(best: tuple[float, float, float, KeyboardFit], fits: list[tu
     claiming fewer keys."""
     _, _, best_guess, best_fit = best
     ends = Lens(best_guess, *size).distort(best_fit.ends())
-    key_px = np.linalg.norm(ends[1] - ends[0]) / K.layout(best_fit.num_keys).num_white
+    key_px = _white_key_px(ends, best_fit.num_keys)
     wholes = [candidate for candidate in fits
               if candidate[3].num_keys > best_fit.num_keys and candidate[3].agreement >= _min_agreement(candidate[3]) and candidate[1] >= MIN_FIT_SCORE
               and np.linalg.norm(ends - Lens(candidate[2], *size).distort(candidate[3].ends()), axis=1).min() < key_px]
@@ -184,9 +184,12 @@ def _min_agreement(fit: KeyboardFit) -> float:
     lowered in proportion where its white keys are narrower than ``GAPS_SHOW_KEY_PX``. A gap is about
     1 mm of a 23.5 mm key: at 10 px per key it is under half a pixel wide, and blur and compression
     hide more of the gaps the smaller the keyboard is in the image (a 480p view of 88 keys)."""
-    ends = fit.ends()
-    key_px = float(np.linalg.norm(ends[1] - ends[0])) / K.layout(fit.num_keys).num_white
-    return MIN_AGREEMENT * min(1.0, key_px / GAPS_SHOW_KEY_PX)
+    return MIN_AGREEMENT * min(1.0, _white_key_px(fit.ends(), fit.num_keys) / GAPS_SHOW_KEY_PX)
+
+
+def _white_key_px(ends: np.ndarray, num_keys: int) -> float:
+    """A white key's mean width (px) along the line between the keyboard's two ``ends`` (``KeyboardFit.ends``)."""
+    return float(np.linalg.norm(ends[1] - ends[0])) / K.layout(num_keys).num_white
 
 
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:

@@ -287,10 +287,9 @@ SEEN_BLACK_WIDTH = (0.65, 1.7)  # a black key's dark run over its width: its top
 def _end_score(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float:
     """How well the white keys stop where this keyboard's ends would be (bright inside, not outside;
     where both ends are darker inside, and alike, a case lighter than the keys, as a white piano's:
-    one case has one colour, so a light block over one end, beside an end put among the keys, does not
-    count), summed over both ends. An end out of
-    the frame adds nothing: a hypothesis whose other end lies out of sight must not score as if it
-    had been seen twice."""
+    one case has one colour, so a light block over one end, beside an end put among the keys, does
+    not count), summed over both ends. An end out of the frame adds nothing: a hypothesis whose
+    other end lies out of sight must not score as if it had been seen twice."""
     x0 = REFERENCE.key(lo).left * U
     x1 = x0 + K.layout(size).num_white * U
     ys = np.array([8.0, 20.0, 32.0])
