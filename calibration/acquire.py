@@ -204,18 +204,23 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     small = median if width <= LOCK_WIDTH else cv2.resize(median, (LOCK_WIDTH, round(height * LOCK_WIDTH / width)),
                                                           interpolation=cv2.INTER_AREA)
     try:
-        try:
-            lock = _lock(small, num_keys, k1, clean=False, last_try=False)
-        except PianoedgeError as failure:
-            try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
-                lock = _lock(small, num_keys, k1, clean=True, last_try=True)
-            except PianoedgeError:
-                raise failure from None
-        return lock if small is median else lock.at_size((width, height))
+        lock = _lock_with_retry(small, num_keys, k1)
     except FINDER_FAULTS as fault:  # never a traceback from a camera's view: say so, and how to get past it
         kind = type(fault).__name__ if type(fault).__module__ == "builtins" else f"{type(fault).__module__}.{type(fault).__name__}"
         raise PianoedgeError(f"no lock: the keyboard finder failed on this view ({kind}: {fault}); film "
                              "the keyboard from another position or give --keys, and please report it with a frame") from fault
+    return lock if small is median else lock.at_size((width, height))
+
+
+def _lock_with_retry(median: np.ndarray, num_keys: int | None, k1: float | None) -> Lock:
+    """``_lock``, and when it fails once more measuring the black keys clean; the first failure is the one reported."""
+    try:
+        return _lock(median, num_keys, k1, clean=False, last_try=False)
+    except PianoedgeError as failure:
+        try:  # white-key gaps touching black keys can lengthen their blobs enough to skew every fit: measure them without
+            return _lock(median, num_keys, k1, clean=True, last_try=True)
+        except PianoedgeError:
+            raise failure from None
 
 
 def _lock(median: np.ndarray, num_keys: int | None, k1: float | None, clean: bool, last_try: bool) -> Lock:

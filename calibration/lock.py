@@ -24,14 +24,13 @@ from .blackkeys import MIN_LOCK_ROW, BlackKeyRow, find_black_keys
 from .lens import Lens
 
 U = K.WHITE_KEY_PITCH_MM
-BLACK_FRONT_MM = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM  # y of the black keys' front ends
 REFERENCE = K.layout(88)
 BLACK_X_MM = np.array([k.centre for k in REFERENCE.blacks]) * U  # 88-key black key centres from A0's edge
 GAP_ROWS_MM = (10.0, 22.0, 34.0, 46.0)  # rows in front of the black keys where every white gap shows
 LONG_GAP_ROWS_MM = (75.0, 105.0, 135.0)  # rows where only the E-F and B-C gaps (no black key) show
 # rows just behind the black keys' front ends where a black key is looked for: seen from the music
 # stand a tall nameboard hides all but their front 20-40 mm, and these rows stay in view
-BLACK_CHECK_ROWS_MM = (BLACK_FRONT_MM + 6.0, BLACK_FRONT_MM + 13.0, BLACK_FRONT_MM + 20.0)
+BLACK_CHECK_ROWS_MM = (K.BLACK_FRONT_MM + 6.0, K.BLACK_FRONT_MM + 13.0, K.BLACK_FRONT_MM + 20.0)
 BACK_SEARCH_MM = 25.0  # how far either side of the fit's back the keys' back end is looked for
 FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front edge is looked for (the depth may be short from behind)
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
@@ -678,7 +677,7 @@ def _hypotheses(gray: np.ndarray, row: BlackKeyRow, sizes,
             if len(keep) < MIN_LOCK_ROW:
                 continue
             image = np.concatenate([centres[keep], fronts[keep]])  # black-key tops: centres and front ends
-            y_world = np.repeat([(BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2, BLACK_FRONT_MM], len(keep))
+            y_world = np.repeat([(K.BLACK_FRONT_MM + K.WHITE_KEY_LENGTH_MM) / 2, K.BLACK_FRONT_MM], len(keep))
             for shift, lo, size in _candidates(index[keep], sizes):
                 if (shift, lo, size) in tried:
                     continue  # already scored with more of the detections
@@ -799,7 +798,7 @@ def _ends(h: np.ndarray, lo: int, size: int) -> np.ndarray:
     """Image points of the keyboard's low and high ends on the line of the black keys' front ends
     (where a fit on the black keys is surest, whatever its depth)."""
     x0, width = REFERENCE.key(lo).left * U, K.layout(size).num_white * U
-    return _apply(h, np.array([[x0, BLACK_FRONT_MM], [x0 + width, BLACK_FRONT_MM]]))
+    return _apply(h, np.array([[x0, K.BLACK_FRONT_MM], [x0 + width, K.BLACK_FRONT_MM]]))
 
 
 def _same_keys(h: np.ndarray, lo: int, size: int, near: np.ndarray, within: float = SAME_KEYS_WHITE) -> bool:
@@ -858,7 +857,7 @@ def _face_depth(h: np.ndarray, shape: tuple[int, int]) -> float:
 BLACK_FRONT_FALL = 10.0  # grey levels per mm, at least, from a white key top onto a black key's front end
 MIN_BLACK_FRONTS = 8  # black keys' front ends needed to tell the focal length from them
 FOCAL_STEP = 0.01  # image widths between the focal lengths tried
-BLACK_FRONT_TOLERANCE_MM = 3.0  # how near BLACK_FRONT_MM the best focal length must bring the black keys' fronts
+BLACK_FRONT_TOLERANCE_MM = 3.0  # how near K.BLACK_FRONT_MM the best focal length must bring the black keys' fronts
 SAME_FOCAL = 0.1  # Zhang's focal length stands when the black keys' fronts give one this close (a share of theirs)
 
 
@@ -889,7 +888,7 @@ def _focal_from_behind(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> f
 
 def _focal_from_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int) -> float | None:
     """Seen from behind the keys, the focal length (pixels) under which the black keys' front ends lie
-    where they are on a piano, ``BLACK_FRONT_MM`` behind the front edge on tops 12 mm up: how far they
+    where they are on a piano, ``K.BLACK_FRONT_MM`` behind the front edge on tops 12 mm up: how far they
     seem from the front edge (their height's parallax included) depends on the depth that each focal
     length gives. None when too few show or no focal length puts them there."""
     points = _black_fronts(gray, h, lo, size)
@@ -901,8 +900,8 @@ def _focal_from_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int) 
         intrinsics, r1, r2, up, t = _pose(_depth_from_perspective(h, gray.shape, focal=f), gray.shape, f)
         tops = intrinsics @ np.column_stack([r1, r2, t + K.BLACK_KEY_HEIGHT_MM * up])  # the black keys' top plane
         y = float(np.median(_apply(np.linalg.inv(tops), points)[:, 1]))
-        if abs(y - BLACK_FRONT_MM) < miss:
-            best, miss = float(f), abs(y - BLACK_FRONT_MM)
+        if abs(y - K.BLACK_FRONT_MM) < miss:
+            best, miss = float(f), abs(y - K.BLACK_FRONT_MM)
     return best
 
 

@@ -29,6 +29,7 @@ WHITE_KEY_LENGTH_MM = 150.0  # visible length, front edge to fallboard
 WHITE_KEY_FRONT_MM = 16.0  # thickness of the key's front face
 BLACK_KEY_WIDTH_MM = 13.7  # nominal; the real spans below vary slightly by position
 BLACK_KEY_LENGTH_MM = 95.0
+BLACK_FRONT_MM = WHITE_KEY_LENGTH_MM - BLACK_KEY_LENGTH_MM  # the black keys' front ends, behind the white keys' front edge
 BLACK_KEY_HEIGHT_MM = 12.0  # top of a black key above the white-key surface
 KEY_TRAVEL_MM = 10.0  # key dip at the front edge
 

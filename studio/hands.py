@@ -37,7 +37,6 @@ NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
 WHITE_STRIKE_Y_MM = (15.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge
 BLACK_STRIKE_Y_MM = (62.0, 128.0)  # and a black key: from just behind its front end (55 mm; real players often) to far back
-BACK_ZONE_MM = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM  # behind this, black keys lie between the whites
 
 
 @dataclass
@@ -66,8 +65,8 @@ def _pull_to_nearest(x: float, centres: np.ndarray) -> float:
 
 
 def _rest_centres(layout: K.KeyboardLayout) -> tuple[np.ndarray, np.ndarray]:
-    """Where free fingertips settle (mm across): white-key middles in front, and behind ``BACK_ZONE_MM``
-    the middles of the black keys and of the white between them."""
+    """Where free fingertips settle (mm across): white-key middles in front, and behind the black keys'
+    front ends (``K.BLACK_FRONT_MM``) the middles of the black keys and of the white between them."""
     front = np.array([k.centre for k in layout.whites])
     back = []
     for k in layout.keys:
@@ -191,7 +190,7 @@ class Hand:
     def _settle_on_key(self, tip: np.ndarray) -> float:
         """Move a free fingertip onto the middle of the key under it (in place); returns the height of
         that key's surface, which the finger rests on or hovers above."""
-        behind = float(np.clip((tip[1] - BACK_ZONE_MM + 5) / 10, 0, 1))  # blend across the black keys' front ends
+        behind = float(np.clip((tip[1] - K.BLACK_FRONT_MM + 5) / 10, 0, 1))  # blend across the black keys' front ends
         tip[0] = (1 - behind) * _pull_to_nearest(tip[0], self.front_centres) + behind * _pull_to_nearest(tip[0], self.back_centres)
         on_black = behind > 0.5 and bool(((self.black_spans[:, 0] < tip[0]) & (tip[0] < self.black_spans[:, 1])).any())
         return K.BLACK_KEY_HEIGHT_MM if on_black else 0.0

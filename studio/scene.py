@@ -98,7 +98,7 @@ class Piano:
         if span.black:
             colour = np.array([22, 20, 20], float) * rng.uniform(0.8, 1.3)
             x0, x1 = span.left * u, span.right * u
-            y0, y1 = K.WHITE_KEY_LENGTH_MM - K.BLACK_KEY_LENGTH_MM, K.WHITE_KEY_LENGTH_MM
+            y0, y1 = K.BLACK_FRONT_MM, K.WHITE_KEY_LENGTH_MM
             faces = box_faces(x0, x1, y0, y1, 0.0, K.BLACK_KEY_HEIGHT_MM, colour, params.black_key_gloss,
                               BLACK_TOP_INSET_MM, moving=True)
         else:

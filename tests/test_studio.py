@@ -179,7 +179,7 @@ def test_free_fingers_resting_on_keys_lie_on_their_middles():
     for i in range(take.frame_count):
         for x, y, z, r in fingertips(take, i):
             nearest = int(np.abs(centres - x).argmin())
-            if 0 <= y <= 45 and z - r < 2.0 and take.depth[i, whites[nearest].pitch - 21] < 0.99:
+            if 0 <= y <= 45 and z - r < 2.0 and take.depth[i, whites[nearest].pitch - K.LOWEST_PITCH] < 0.99:
                 off_middle.append(abs(centres[nearest] - x))
     assert len(off_middle) > 100, "fingers should rest on unpressed keys"
     assert np.median(off_middle) < 3.5, f"resting fingertips lie {np.median(off_middle):.1f} mm off the key's middle (median)"
