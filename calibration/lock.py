@@ -34,7 +34,7 @@ BLACK_CHECK_ROWS_MM = (K.BLACK_FRONT_MM + 6.0, K.BLACK_FRONT_MM + 13.0, K.BLACK_
 BACK_SEARCH_MM = 25.0  # how far either side of the fit's back the keys' back end is looked for
 FRONT_SEARCH_MM = 30.0  # how far either side of the fit's front the keys' front edge is looked for (the depth may be short from behind)
 MIN_SCORE_MARGIN = 0.15  # best octave/size hypothesis must beat the next by this much (else refuse)
-MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all
+MIN_END_SCORE = -0.15  # and its ends must look like a keyboard's ends at all (unless its size is given)
 MIN_FOCAL, MAX_FOCAL = 0.3, 1.5  # plausible focal lengths in image widths (about 150 to 37 degrees across)
 TYPICAL_FOCAL = 0.7  # taken when the perspective is too weak to tell (about 70 degrees across)
 
@@ -736,7 +736,7 @@ def _which_keys(gray: np.ndarray, row: BlackKeyRow, num_keys: int | None, near: 
     if not best:
         raise PianoedgeError("keyboard size unclear: no 61/76/88-key keyboard holds the black keys found")
     best.sort(key=lambda b: -b[0])
-    if best[0][0] < MIN_END_SCORE:
+    if best[0][0] < MIN_END_SCORE and not num_keys:  # given the size, the placement that stands out is taken
         raise PianoedgeError("cannot find the keyboard's ends where its black keys say they are: "
                              "make both ends visible and evenly lit (or give --keys)")
     if len(best) > 1 and best[0][0] - best[1][0] < MIN_SCORE_MARGIN:

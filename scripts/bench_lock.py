@@ -2,7 +2,7 @@
 """Keyboard lock accuracy and speed on fresh studio takes (H.264 video, 1280x720 unless --size, every camera view),
 beside the seed paper's Hough-line baseline on the same frames.
 
-Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S] [--size WxH]
+Run: .venv/bin/python scripts/bench_lock.py [--takes N] [--seed S] [--size WxH] [--keys-given]
 For each take: `lock_frames(frames_from_video(...))` (lens distortion estimated), then the corner error
 against the take's labels, whether size and octave are right, and the time (one core, video decoding
 included). The baseline (`calibration.hough`) runs on the median of the same frames; it always
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=500)
     parser.add_argument("--keep", metavar="DIR", help="render the takes into DIR and reuse them on the next run")
     parser.add_argument("--size", default="1280x720", help="frame size of the rendered takes, WIDTHxHEIGHT (default 1280x720)")
+    parser.add_argument("--keys-given", action="store_true", help="tell the lock each take's keyboard size, as `pianoedge lock --keys` does")
     parser.add_argument("--verbose", action="store_true", help="print one line per take (error or refusal reason)")
     args = parser.parse_args()
     width, height = map(int, args.size.lower().split("x"))
@@ -62,7 +63,7 @@ def main() -> None:
             t = time.perf_counter()
             frames = frames_from_video(video)
             try:
-                lock = lock_frames(frames)  # lens distortion estimated, not given
+                lock = lock_frames(frames, size if args.keys_given else None)  # lens distortion estimated, not given
                 error = float(np.linalg.norm(lock.corners - truth, axis=1).mean())
                 rows.append(("lock", view, (lock.num_keys, lock.lowest_key) == (size, lo), error, time.perf_counter() - t, ""))
             except PianoedgeError as exc:
