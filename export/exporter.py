@@ -74,7 +74,7 @@ def measure(backend, takes: list[TakeData], thresholds) -> dict:
         probs = [take_posteriors(backend, d.strips, d.rest, d.num_keys, d.lowest, d.fps) for d in takes]
         result["metrics"] = evaluate(None, takes, thresholds, probs)[0]
     sample = takes[0] if takes else None
-    strips = sample.strips[:LATENCY_FRAMES] if sample else np.random.default_rng(0).integers(0, 256, (50, 53, 442), np.uint8)
+    strips = sample.strips[:LATENCY_FRAMES] if sample else np.random.default_rng(0).integers(0, 256, (50, *onnx_export.STRIP_SIZE[::-1]), np.uint8)
     rest = sample.rest if sample else strips[0]
     ms = frame_latency_ms(backend, strips, rest, 88, 21)
     result["latency_ms"] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}

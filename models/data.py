@@ -15,7 +15,7 @@ from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
 from pianoedge.takes import Take, frame_labels
 
-STRIP_SIZE = (442, 53)  # model input (width, height): the canonical strip at half size, ~8.5 px per white key
+STRIP_SIZE = K.CANONICAL_SIZE  # model input (width, height): the canonical strip, 17 px per white key
 CONTEXT_FPS = 30.0  # the head's context frames are about 1/30 s apart whatever the camera's rate (every other frame at 50-60 fps)
 REST_FRAMES = 9  # frames whose median is the keyboard at rest (as the lock combines them)
 

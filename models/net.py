@@ -1,7 +1,9 @@
 """PianoNet: one convolutional trunk over the whole strip, per-key pooling, and a small temporal head.
 
-Per frame, the trunk turns the grey strip (H x W) into features along the keyboard (C x W); each key
-averages the columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
+Per frame, the trunk turns the grey strip (H x W, the canonical 884x106) into features along the keyboard
+(C x W/2): a stem halves the strip and adds learnt full-resolution maps (a press shows in 1-2 px: a
+key's front edge dropping, a gap widening), strided convolutions then fold its height. Each key
+averages the feature columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
 looks at a key's features over ``CONTEXT`` recent frames, about 1/30 s apart at any frame rate (a
 press is a motion; ``data.context_stride``), and says, for the newest frame: key down, onset, offset
 (logits) and velocity (0..1 of 127). The runtime runs the trunk once per frame and keeps the recent
@@ -17,6 +19,7 @@ from .data import context_span
 
 CONTEXT = 5  # frames the head sees: the newest and four before it, ``context_stride`` apart (causal: no look-ahead latency)
 FEATURES = 48
+STEM_MAPS = 10  # full-resolution maps the stem adds to the halved strip and its difference from the keyboard at rest
 OUTPUTS = ("frame", "onset", "offset", "velocity")
 
 
@@ -25,13 +28,15 @@ def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:
 
 
 class Trunk(nn.Module):
-    """(B, 2, H, W) strips and their difference from the keyboard at rest (uint8 range) -> (B, FEATURES, W)
-    features along the keyboard."""
+    """(B, 2, H, W) strips and their difference from the keyboard at rest (uint8 range) -> (B, FEATURES, W // 2)
+    features along the keyboard (H and W even)."""
 
     def __init__(self, height: int):
         super().__init__()
-        self.convs = nn.Sequential(_block(2, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)), _block(24, 24, (2, 1)))
-        rows = height
+        stem = nn.Conv2d(2, 2 + STEM_MAPS, 4, stride=2, padding=1, bias=False)  # linear: halves the strip, adds detail maps
+        self.convs = nn.Sequential(stem, _block(2 + STEM_MAPS, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)),
+                                   _block(24, 24, (2, 1)))
+        rows = height // 2
         for _ in range(4):
             rows = (rows + 1) // 2
         self.mix = nn.Sequential(nn.Conv1d(24 * rows, FEATURES, 1), nn.ReLU(inplace=True),
@@ -65,13 +70,15 @@ class PianoNet(nn.Module):
         self.head = Head()
 
     def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) strips and (N or 1, H, W) the keyboard at rest -> (N, keys, FEATURES).
+        """(N, H, W) strips, (N or 1, H, W) the keyboard at rest and (keys, W) the keys' spans (``key_pool``)
+        -> (N, keys, FEATURES).
 
         The rest view (median of frames spread over time: moving hands fade) makes what changed
         stand out whatever the piano, its light or the camera."""
         strips = strips.float()
         x = torch.stack([strips - 127.5, strips - rest.float().expand_as(strips)], dim=1)
-        return torch.einsum("ncw,kw->nkc", self.trunk(x), pool)
+        half = pool.reshape(pool.shape[0], -1, 2).sum(dim=2)  # the spans on the trunk's half-width columns
+        return torch.einsum("ncw,kw->nkc", self.trunk(x), half)
 
     def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L - span + 1, keys, 4): outputs
@@ -84,3 +91,24 @@ class PianoNet(nn.Module):
         n = windows.shape[1]
         out = self.head(windows.reshape(b * n, CONTEXT, pool.shape[0], -1), black)
         return out.reshape(b, n, pool.shape[0], len(OUTPUTS))
+
+
+def grown_stem(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch.Tensor]:
+    """``state`` as it is, or, from a model without the stem (runs 1-14, trained on the strip at half size),
+    the same model with one that does what it saw: the stem starts as a 2x2 average of the strip and its
+    difference, its added maps with zero weight in the first block (to be learnt from there)."""
+    if "trunk.convs.0.weight" in state:
+        return state
+    grown = {k: v for k, v in state.items() if not k.startswith("trunk.convs.")}
+    for key, value in state.items():
+        if key.startswith("trunk.convs."):
+            index, rest = key[len("trunk.convs."):].split(".", 1)
+            grown[f"trunk.convs.{int(index) + 1}.{rest}"] = value
+    stem = net.trunk.convs[0].weight.detach().clone()
+    stem[:2] = 0.0
+    for channel in range(2):
+        stem[channel, channel, 1:3, 1:3] = 0.25
+    first = grown["trunk.convs.1.0.weight"]
+    grown["trunk.convs.0.weight"] = stem
+    grown["trunk.convs.1.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], STEM_MAPS, *first.shape[2:])], dim=1)
+    return grown

@@ -26,7 +26,7 @@ from pianoedge.takes import find_takes
 from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
-from .net import CONTEXT, OUTPUTS, PianoNet
+from .net import CONTEXT, OUTPUTS, PianoNet, grown_stem
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
@@ -283,5 +283,5 @@ def load_weights(folder: Path = WEIGHTS) -> PianoNet:
     if not path.is_file():
         raise PianoedgeError(f"model weights not found: {path}; train them with: pianoedge train --data DIR -o RUN_DIR")
     net = PianoNet(STRIP_SIZE[1])
-    net.load_state_dict(torch.load(path, weights_only=True))
+    net.load_state_dict(grown_stem(torch.load(path, weights_only=True), net))
     return net.eval()

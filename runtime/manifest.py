@@ -4,7 +4,7 @@ tampered or mismatched model with one clear message. numpy-free, torch-free.
 
 Layout::
 
-    {"model": "pianonet", "strip_size": [442, 53], "context": 5, "context_fps": 30.0, "decoder": {...thresholds...},
+    {"model": "pianonet", "strip_size": [884, 106], "context": 5, "context_fps": 30.0, "decoder": {...thresholds...},
      "artifacts": {"ort": {"backend": "ort", "precision": "fp32", "opset": 17,
                            "files": {"features": {"path": "onnx/pianonet_features.onnx", "sha256": "..."},
                                      "head": {...}},

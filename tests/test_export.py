@@ -131,7 +131,8 @@ def test_tensorrt_engine_cache_key_changes_with_model_version_gpu_and_precision(
     graph.write_bytes(b"two")  # a re-exported model: its old engine is never found again
     assert tensorrt.engine_path(tmp_path, graph, "10.3.0", "Orin", "fp16") != first
     shapes = tensorrt.profile_shapes("features")
-    assert shapes["strips"] == ((1, 53, 442), (1, 53, 442), (8, 53, 442)) and shapes["key_pool"][0] == (61, 442)
+    w, h = onnx_export.STRIP_SIZE
+    assert shapes["strips"] == ((1, h, w), (1, h, w), (8, h, w)) and shapes["key_pool"][0] == (61, w)
     assert "rest" not in shapes  # static inputs need no profile
     assert tensorrt.profile_shapes("head")["features"][2] == (8, 5, 88, 48)
 

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch", reason="the models are host-side: install t
 
 from pianoedge.models import train  # noqa: E402
 from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
-from pianoedge.models.net import CONTEXT, PianoNet  # noqa: E402
+from pianoedge.models.net import CONTEXT, STEM_MAPS, PianoNet, grown_stem  # noqa: E402
 
 FPS = 25.0
 
@@ -175,7 +175,7 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     train.train([tiny_take], tmp_path / "tuned", None, train.Settings(epochs=1, steps_per_epoch=1, batch=1, lr=0.0),
                 log=lambda _: None, init=tmp_path)
     tuned = train.load_weights(tmp_path / "tuned")
-    assert torch.equal(tuned.trunk.convs[0][0].weight, net.trunk.convs[0][0].weight)
+    assert torch.equal(tuned.trunk.convs[1][0].weight, net.trunk.convs[1][0].weight)
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
@@ -222,3 +222,23 @@ def test_shipped_weights_load_and_carry_their_card():
     rest = torch.zeros(1, STRIP_SIZE[1], STRIP_SIZE[0], dtype=torch.uint8)
     feats = net.key_features(rest, rest, torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])))
     assert feats.shape == (1, 88, 48) and torch.isfinite(feats).all()
+
+
+def test_weights_of_the_half_size_model_grow_a_stem_that_sees_what_it_saw():
+    """Runs 1-14 saw the strip at half size and had no stem: their weights load (``--init``) with a stem
+    that averages 2x2, as the half-size warp did, and adds maps the first block gives zero weight."""
+    state = PianoNet(STRIP_SIZE[1]).state_dict()
+    old = {k: v for k, v in state.items() if not k.startswith("trunk.convs.")}
+    for key, value in state.items():
+        if key.startswith("trunk.convs.") and not key.startswith("trunk.convs.0."):
+            index, rest = key[len("trunk.convs."):].split(".", 1)
+            old[f"trunk.convs.{int(index) - 1}.{rest}"] = value[:, :2] if key == "trunk.convs.1.0.weight" else value
+    net = PianoNet(STRIP_SIZE[1])
+    net.load_state_dict(grown_stem(old, net))
+    x = torch.rand(1, 2, STRIP_SIZE[1], STRIP_SIZE[0])
+    with torch.no_grad():
+        assert torch.allclose(net.trunk.convs[0](x)[:, :2], torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+    first = net.trunk.convs[1][0].weight
+    assert torch.equal(first[:, :2], old["trunk.convs.0.0.weight"]) and not first[:, 2:].any() and first.shape[1] == 2 + STEM_MAPS
+    current = net.state_dict()
+    assert grown_stem(current, net) is current  # weights with the stem load as they are
