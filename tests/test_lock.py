@@ -55,6 +55,11 @@ def test_lock_finds_corners_size_and_octave(seed, keys, overrides):
 LOCK_DATA = Path(__file__).parent / "data" / "lock"
 
 
+def hard_view(name: str) -> tuple[np.ndarray, dict]:
+    """A test image of ``tests/data/lock`` (grey) and its JSON: labelled corners, size, lens, how it was made."""
+    return cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE), json.loads((LOCK_DATA / f"{name}.json").read_text())
+
+
 HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they were made) and what made each hard
     "yawed-light-bent-88": "a light piano yawed 39 degrees under a strongly bent lens: the front/back vote reads "
                            "the 2-3 pattern mirrored, and the raw image fits an octave off",
@@ -133,8 +138,8 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
 @pytest.mark.parametrize("name", list(HARD_VIEWS))
 def test_hard_views_lock_to_the_right_keys(name):
     """Views that used to be refused or locked off (see ``HARD_VIEWS``). The lens is estimated, not given."""
-    meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
-    lock = lock_frames([cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)])
+    grey, meta = hard_view(name)
+    lock = lock_frames([grey])
     assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
     error = np.linalg.norm(lock.corners - np.array(meta["corners"]), axis=1)
     assert error.mean() < 5.0, f"corner errors {np.round(error, 1)} px"
@@ -146,9 +151,9 @@ def test_a_small_view_whose_front_face_hides_in_the_edge_blur_gets_an_answer_not
     and OpenCV's remap raised on the empty point set (a traceback). A lock must name the right keys
     or refuse with a clear error."""
     name = "small-yawed-face-in-edge-blur-88"
-    meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
+    grey, meta = hard_view(name)
     try:
-        lock = lock_frames([cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)])
+        lock = lock_frames([grey])
     except PianoedgeError as refusal:
         assert "finder failed" not in str(refusal)  # the safety net of lock_frames is not an answer
         return
@@ -162,8 +167,8 @@ def test_given_the_size_a_keyboard_whose_ends_do_not_show_locks_by_its_black_key
     naming the ends; given it (``--keys 88``, as the refusal advises), the placement of the black keys
     that stands out is taken."""
     name = "small-overhead-light-case-ends-unseen-88"
-    meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
-    frames = [cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)]
+    grey, meta = hard_view(name)
+    frames = [grey]
     with pytest.raises(PianoedgeError, match="ends"):
         lock_frames(frames)
     lock = lock_frames(frames, meta["num_keys"])
@@ -192,7 +197,7 @@ def test_black_keys_found_past_an_end_say_the_keyboard_goes_on():
     from pianoedge.calibration import lock as L
     from pianoedge.calibration.blackkeys import find_black_keys
 
-    grey = cv2.imread(str(LOCK_DATA / "overhead-low-black-keys-unseen-88.png"), cv2.IMREAD_GRAYSCALE)
+    grey = hard_view("overhead-low-black-keys-unseen-88")[0]
     judged = L._stretched(grey)
     scored = sorted(L._hypotheses(grey, find_black_keys(grey), tuple(K.KEYBOARD_SIZES)), key=lambda b: b[0])
     hypotheses = {(lo, size): h for _, _, lo, size, h in scored}  # the best scored of each size and lowest key
@@ -211,8 +216,8 @@ def test_the_lens_is_estimated_when_the_raw_image_fits_the_keys_straight():
     """An oblique 88-key take under k1 -0.088 whose raw image fits best: that fit measures the keys'
     edges only near the straight lines it predicts, and the lens estimated from them alone was 0
     (3.2 px off). The fit under a rough guess of the bend measures the bend."""
-    meta = json.loads((LOCK_DATA / "oblique-raw-fit-straight-88.json").read_text())
-    lock = lock_frames([cv2.imread(str(LOCK_DATA / "oblique-raw-fit-straight-88.png"), cv2.IMREAD_GRAYSCALE)])
+    grey, meta = hard_view("oblique-raw-fit-straight-88")
+    lock = lock_frames([grey])
     assert abs(lock.k1 - meta["k1"]) < 0.03, f"k1 {lock.k1} against {meta['k1']:.3f}"
     assert (lock.num_keys, lock.lowest_key) == (meta["num_keys"], meta["lowest_key"])
 
@@ -235,7 +240,7 @@ def test_a_fit_found_only_under_a_lens_its_own_edges_reject_is_refused():
     the keyboard, its own edge points say the lens is straight, and under a straight lens the covered
     end is not found. That fit put the covered end 36 px off (a whole key at 61 keys); it must not
     stand in for a lock: the lock says which end it cannot find."""
-    grey = cv2.imread(str(LOCK_DATA / "stand-hand-over-end-61.png"), cv2.IMREAD_GRAYSCALE)
+    grey = hard_view("stand-hand-over-end-61")[0]
     with pytest.raises(PianoedgeError, match="cannot find the keyboard's ends"):
         lock_frames([grey])
 
@@ -243,8 +248,7 @@ def test_a_fit_found_only_under_a_lens_its_own_edges_reject_is_refused():
 def high_end_covered(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A test image (grey), the same with a dark block (grey 70) over the last 15 % of the keyboard's
     width at the right, from 20 px above it to 20 px below, and its labelled corners."""
-    meta = json.loads((LOCK_DATA / f"{name}.json").read_text())
-    grey = cv2.imread(str(LOCK_DATA / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    grey, meta = hard_view(name)
     corners = np.array(meta["corners"])
     covered = grey.copy()
     left = int(corners[:, 0].min() + 0.85 * np.ptp(corners[:, 0]))
@@ -467,8 +471,7 @@ def test_the_black_keys_fronts_give_the_focal_length_seen_squarely_from_behind()
     length (it needs perspective across the keys); where the black keys' fronts seem to lie does."""
     from pianoedge.calibration import lock as L
 
-    meta = json.loads((LOCK_DATA / "stand-square-behind-61.json").read_text())
-    grey = cv2.imread(str(LOCK_DATA / "stand-square-behind-61.png"), cv2.IMREAD_GRAYSCALE)
+    grey, meta = hard_view("stand-square-behind-61")
     fit = L.fit_keyboard(grey, meta["num_keys"])
     focal = L._focal_from_black_keys(grey, fit.world_to_image, fit.lowest, fit.num_keys)
     assert abs(focal - meta["focal_px"]) < 0.1 * meta["focal_px"], f"{focal:.0f} px against {meta['focal_px']} px"
