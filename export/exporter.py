@@ -12,10 +12,10 @@ import torch
 
 from pianoedge.errors import PianoedgeError
 from pianoedge.models.data import CONTEXT_FPS, TakeData
-from pianoedge.models.net import CONTEXT, PianoNet
+from pianoedge.models.net import CONTEXT, HEADS, PianoNet
 from pianoedge.models.train import evaluate, load_takes_list, load_thresholds, load_weights
 from pianoedge.runtime.backend import OrtBackend, frame_latency_ms, take_posteriors
-from pianoedge.runtime.manifest import Artifact, file_entry, write_manifest
+from pianoedge.runtime.manifest import HEAD_GRAPHS, Artifact, file_entry, write_manifest
 from pianoedge.takes import find_takes
 
 from . import onnx_export, quantize
@@ -32,15 +32,16 @@ class TorchBackend:
     def __init__(self, net: PianoNet, decoder: dict | None = None):
         torch.set_num_threads(1)  # like the ONNX Runtime sessions: one core per stream
         self.net, self.context = net.eval(), CONTEXT
-        self.artifact = Artifact("torch", "torch", "fp32", {}, onnx_export.STRIP_SIZE, CONTEXT, decoder or {}, {}, CONTEXT_FPS)
+        self.artifact = Artifact("torch", "torch", "fp32", {}, onnx_export.STRIP_SIZE, CONTEXT, decoder or {}, {}, CONTEXT_FPS,
+                                 {name: head.ahead for name, head in net.heads().items()})
 
     @torch.no_grad()
     def key_features(self, strips, rest, pool):
         return self.net.key_features(torch.from_numpy(strips), torch.from_numpy(rest)[None], torch.from_numpy(pool)).numpy()
 
     @torch.no_grad()
-    def head(self, windows, black):
-        out = self.net.head(torch.from_numpy(np.ascontiguousarray(windows, np.float32)), torch.from_numpy(black))
+    def head(self, windows, black, name: str = "live"):
+        out = self.net.heads()[name](torch.from_numpy(np.array(windows, np.float32)), torch.from_numpy(black))
         return torch.cat([torch.sigmoid(out[..., :3]), out[..., 3:]], dim=2).numpy()
 
 
@@ -53,26 +54,30 @@ def spread_takes(folders: list[Path], limit: int) -> list:
 
 def _ort_backend(name: str, precision: str, files: dict[str, Path]) -> OrtBackend:
     """An ONNX Runtime backend on freshly written graphs (not yet in a manifest)."""
-    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}, CONTEXT_FPS))
+    heads = {name: ahead for name, ahead in HEADS.items() if HEAD_GRAPHS[name] in files}
+    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}, CONTEXT_FPS, heads))
 
 
 def check_parity(net: PianoNet, fp32: OrtBackend, data: TakeData) -> float:
-    """Largest difference of any probability between ONNX Runtime FP32 and PyTorch on a real take."""
+    """Largest difference of any probability between ONNX Runtime FP32 and PyTorch on a real take, over every head."""
     strips = data.strips[:120]
-    ours = take_posteriors(fp32, strips, data.rest, data.num_keys, data.lowest, data.fps)
-    reference = onnx_export.torch_posteriors(net, strips, data.rest, data.num_keys, data.lowest, data.fps)
-    gap = float(np.abs(ours - reference).max())
+    gap = 0.0
+    for head in net.heads():
+        ours = take_posteriors(fp32, strips, data.rest, data.num_keys, data.lowest, data.fps, head=head)
+        reference = onnx_export.torch_posteriors(net, strips, data.rest, data.num_keys, data.lowest, data.fps, head)
+        gap = max(gap, float(np.abs(ours - reference).max()))
     if gap > PARITY:
         raise PianoedgeError(f"ONNX export differs from PyTorch by {gap:.2e} (> {PARITY:.0e}); not writing a manifest")
     return gap
 
 
 def measure(backend, takes: list[TakeData], thresholds) -> dict:
-    """Validation metrics (as ``pianoedge eval``) and live per-frame latency (88 keys, one thread)."""
+    """Validation metrics of each head (as ``pianoedge eval``: ``metrics`` live, ``metrics_offline``) and live
+    per-frame latency (88 keys, one thread)."""
     result = {}
-    if takes:
-        probs = [take_posteriors(backend, d.strips, d.rest, d.num_keys, d.lowest, d.fps) for d in takes]
-        result["metrics"] = evaluate(None, takes, thresholds, probs)[0]
+    for head in backend.artifact.heads if takes else ():
+        probs = [take_posteriors(backend, d.strips, d.rest, d.num_keys, d.lowest, d.fps, head=head) for d in takes]
+        result["metrics" if head == "live" else f"metrics_{head}"] = evaluate(None, takes, thresholds, probs)[0]
     sample = takes[0] if takes else None
     strips = sample.strips[:LATENCY_FRAMES] if sample else np.random.default_rng(0).integers(0, 256, (50, *onnx_export.STRIP_SIZE[::-1]), np.uint8)
     rest = sample.rest if sample else strips[0]
@@ -109,7 +114,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
 
     def entry(backend: str, prec: str, paths: dict, runner, **extra) -> dict:
         return {"backend": backend, "precision": prec, "opset": onnx_export.OPSET,
-                "files": {g: file_entry(p, out_dir) for g, p in paths.items()}, "inputs": onnx_export.INPUTS,
+                "files": {g: file_entry(p, out_dir) for g, p in paths.items()}, "inputs": {g: onnx_export.INPUTS[g] for g in paths},
                 **measure(runner, val_takes, thresholds), "date": today, **extra}
 
     artifacts["ort"] = entry("ort", "fp32", files, fp32, parity_max_abs=gap)
@@ -143,7 +148,7 @@ def export(model_dir: Path | None, out_dir: Path, fmt: str = "onnx", precision: 
             artifacts[name] = {"backend": "trt", "precision": prec, "files": {g: file_entry(p, out_dir) for g, p in engines.items()},
                                "date": today}
     manifest = {"model": "pianonet", "strip_size": list(onnx_export.STRIP_SIZE), "context": CONTEXT, "context_fps": CONTEXT_FPS,
-                "decoder": thresholds.__dict__, "default": default_artifact(artifacts), "artifacts": artifacts,
+                "heads": fp32.artifact.heads, "decoder": thresholds.__dict__, "default": default_artifact(artifacts), "artifacts": artifacts,
                 "validation_takes": [d.name for d in val_takes]}
     write_manifest(out_dir / "manifest.json", manifest)
     return manifest
@@ -158,14 +163,16 @@ def default_artifact(artifacts: dict) -> str:
 
 
 def table(manifest: dict, out_dir: Path) -> list[str]:
-    """The export report: artifact, backend, precision, size, ms per frame (88 keys) and note onset F1."""
-    lines = ["| artifact | backend | precision | size (kB) | ms/frame p50 | ms/frame p99 | onset F1 | frame F1 white | frame F1 black |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """The export report: artifact, backend, precision, size, ms per live frame (88 keys) and note onset F1
+    (the live head; the offline head's beside it)."""
+    lines = ["| artifact | backend | precision | size (kB) | ms/frame p50 | ms/frame p99 | onset F1 | frame F1 white | frame F1 black "
+             "| offline onset F1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, a in manifest["artifacts"].items():
         size = f'{sum((out_dir / f["path"]).stat().st_size for f in a["files"].values()) / 1024:.0f}' if a["files"] else "-"
         m, lat = a.get("metrics", {}), a.get("latency_ms", {})
         cells = [f"{name}{' (default)' if name == manifest['default'] else ''}", a["backend"], a["precision"], size,
                  *(f"{lat[k]:.2f}" if k in lat else "-" for k in ("p50", "p99")),
-                 *(f"{m[k]:.3f}" if k in m else "-" for k in ("onset_f1", "frame_f1_white", "frame_f1_black"))]
+                 *(f"{m[k]:.3f}" if k in m else "-" for k in ("onset_f1", "frame_f1_white", "frame_f1_black")),
+                 f'{a["metrics_offline"]["onset_f1"]:.3f}' if "metrics_offline" in a else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -16,6 +16,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 from pianoedge.models.data import TakeData, black_flags, key_pool
 from pianoedge.runtime.backend import OrtBackend
+from pianoedge.runtime.manifest import HEAD_GRAPHS
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 QUANTISED_OPS = ("Conv", "Gemm", "MatMul")
@@ -43,11 +44,12 @@ class StripReader(CalibrationDataReader):
 
 
 class WindowReader(CalibrationDataReader):
-    """Inputs of the head graph: each key's FP32 features over ``context`` consecutive frames."""
+    """Inputs of a head graph: each key's FP32 features over its window of consecutive frames (``context``
+    frames, and the head's look-ahead after them)."""
 
-    def __init__(self, fp32: OrtBackend, takes: list[TakeData], count: int = CALIBRATION_FRAMES, seed: int = 0):
+    def __init__(self, fp32: OrtBackend, takes: list[TakeData], count: int = CALIBRATION_FRAMES, seed: int = 0, head: str = "live"):
         rng = np.random.default_rng(seed)
-        c = fp32.context
+        c = fp32.context + fp32.artifact.look_ahead(head)
         self._items = []
         for i in range(count):
             data = takes[i % len(takes)]
@@ -80,14 +82,15 @@ def quantize_graph(fp32_path: Path, out_path: Path, reader: CalibrationDataReade
 
 
 def quantize_int8(fp32: OrtBackend, takes: list[TakeData], out_dir: Path, method: str, suffix: str = ".int8") -> dict[str, Path]:
-    """Both PianoNet graphs to INT8 QDQ, calibrated on ``takes``; returns {graph: path}.
+    """Every PianoNet graph to INT8 QDQ, calibrated on ``takes``; returns {graph: path}.
 
     Only takes of the most common keyboard size calibrate: the histogram methods need every sample of a
     tensor to have one shape, and the key count is a tensor dimension (the ranges do not depend on it)."""
     out_dir = Path(out_dir)
     sizes = [t.num_keys for t in takes]
     takes = [t for t in takes if t.num_keys == max(set(sizes), key=sizes.count)]
-    readers = {"features": StripReader(takes), "head": WindowReader(fp32, takes)}
+    readers = {"features": StripReader(takes)}
+    readers.update({HEAD_GRAPHS[head]: WindowReader(fp32, takes, head=head) for head in fp32.artifact.heads})
     paths = {}
     for graph, reader in readers.items():
         source = fp32.artifact.files[graph]

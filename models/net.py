@@ -8,6 +8,10 @@ looks at a key's features over ``CONTEXT`` recent frames, about 1/30 s apart at 
 press is a motion; ``data.context_stride``), and says, for the newest frame: key down, onset, offset
 (logits) and velocity (0..1 of 127). The runtime runs the trunk once per frame and keeps the recent
 features, so a frame costs one trunk pass whatever the context.
+
+Two heads share the trunk (``HEADS``): the live one is causal (no added latency), the offline one also
+sees ``AHEAD`` context frames after the frame it labels (a press that stays down, a finger that lifts
+again), for files, where latency is free. A model trained before the offline head has the live one only.
 Host only (torch).
 """
 from __future__ import annotations
@@ -18,6 +22,8 @@ from torch import nn
 from .data import context_span
 
 CONTEXT = 5  # frames the head sees: the newest and four before it, ``context_stride`` apart (causal: no look-ahead latency)
+AHEAD = 2  # context frames the offline head sees after the frame it labels
+HEADS = {"live": 0, "offline": AHEAD}  # each head's look-ahead in context frames
 FEATURES = 48
 STEM_MAPS = 10  # full-resolution maps the stem adds to the halved strip and its difference from the keyboard at rest
 OUTPUTS = ("frame", "onset", "offset", "velocity")
@@ -49,11 +55,13 @@ class Trunk(nn.Module):
 
 
 class Head(nn.Module):
-    """(B, CONTEXT, keys, FEATURES) per-key features + (keys,) black flags -> (B, keys, 4) outputs."""
+    """(B, CONTEXT + ahead, keys, FEATURES) per-key features + (keys,) black flags -> (B, keys, 4) outputs for
+    the window's frame ``ahead`` frames before its last."""
 
-    def __init__(self):
+    def __init__(self, ahead: int = 0):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(CONTEXT * FEATURES + 1, 96), nn.ReLU(inplace=True), nn.Linear(96, len(OUTPUTS)))
+        self.ahead = ahead
+        self.mlp = nn.Sequential(nn.Linear((CONTEXT + ahead) * FEATURES + 1, 96), nn.ReLU(inplace=True), nn.Linear(96, len(OUTPUTS)))
 
     def forward(self, features: torch.Tensor, black: torch.Tensor) -> torch.Tensor:
         b, t, k, c = features.shape
@@ -64,10 +72,17 @@ class Head(nn.Module):
 
 
 class PianoNet(nn.Module):
-    def __init__(self, height: int):
+    """The trunk, the live head (``head``) and, unless ``offline`` is False, the offline head (``offline``)."""
+
+    def __init__(self, height: int, offline: bool = True):
         super().__init__()
         self.trunk = Trunk(height)
-        self.head = Head()
+        self.head = Head(HEADS["live"])
+        self.offline = Head(HEADS["offline"]) if offline else None
+
+    def heads(self) -> dict[str, Head]:
+        """The heads this model has, by name (``HEADS``)."""
+        return {name: head for name, head in (("live", self.head), ("offline", self.offline)) if head is not None}
 
     def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
         """(N, H, W) strips, (N or 1, H, W) the keyboard at rest and (keys, W) the keys' spans (``key_pool``)
@@ -80,17 +95,27 @@ class PianoNet(nn.Module):
         half = pool.reshape(pool.shape[0], -1, 2).sum(dim=2)  # the spans on the trunk's half-width columns
         return torch.einsum("ncw,kw->nkc", self.trunk(x), half)
 
-    def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
-        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L - span + 1, keys, 4): outputs
-        for every frame that has a full context behind it, its frames ``stride`` apart (``data.context_stride``)
-        over ``context_span`` frames."""
+    def clip_features(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L, keys, FEATURES)."""
         b, length, h, w = clips.shape
         rest = rest[:, None].expand(b, length, h, w).reshape(b * length, h, w)
-        feats = self.key_features(clips.reshape(b * length, h, w), rest, pool).reshape(b, length, pool.shape[0], -1)
-        windows = feats.unfold(1, context_span(CONTEXT, stride), 1)[..., ::stride].permute(0, 1, 4, 2, 3)  # (B, n, C, keys, F)
+        return self.key_features(clips.reshape(b * length, h, w), rest, pool).reshape(b, length, pool.shape[0], -1)
+
+    def run_head(self, name: str, feats: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
+        """(B, L, keys, F) features of consecutive frames -> (B, n, keys, 4): the head ``name``'s outputs for
+        every frame with its whole window in the clip (from frame ``context_span(CONTEXT, stride) - 1`` to the
+        one ``ahead * stride`` frames before the last), window frames ``stride`` apart (``data.context_stride``)."""
+        head = self.heads()[name]
+        b, _, keys, _ = feats.shape
+        frames = CONTEXT + head.ahead
+        windows = feats.unfold(1, context_span(frames, stride), 1)[..., ::stride].permute(0, 1, 4, 2, 3)  # (B, n, frames, keys, F)
         n = windows.shape[1]
-        out = self.head(windows.reshape(b * n, CONTEXT, pool.shape[0], -1), black)
-        return out.reshape(b, n, pool.shape[0], len(OUTPUTS))
+        return head(windows.reshape(b * n, frames, keys, -1), black).reshape(b, n, keys, len(OUTPUTS))
+
+    def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor, stride: int = 1,
+                head: str = "live") -> torch.Tensor:
+        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, n, keys, 4): ``run_head`` on their features."""
+        return self.run_head(head, self.clip_features(clips, rest, pool), black, stride)
 
 
 def grown_stem(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch.Tensor]:

@@ -1,9 +1,13 @@
 """Training PianoNet on takes (studio or real), with checkpoints, resume and per-epoch metrics. Host only (torch).
 
-A step draws random clips of consecutive frames (the trunk runs once per frame, the head on every
-frame with a full context behind it), jitters them as a slightly different camera and lock would
-(shift, scale, focus, gamma, brightness, contrast, noise), and minimises binary cross-entropy on key down, onset
-and offset plus the L1 error of the velocity at onsets.
+A step draws random clips of consecutive frames (the trunk runs once per frame, each head on every
+frame with its whole window in the clip), jitters them as a slightly different camera and lock would
+(shift, scale, focus, gamma, brightness, contrast, noise), and minimises, summed over the heads trained,
+binary cross-entropy on key down, onset and offset plus the L1 error of the velocity at onsets.
+``Settings.heads`` "offline" trains the offline head alone on a loaded model's frozen trunk
+(``net.HEADS``): the trunk's features of every take are then computed once (``FEATURE_DRAWS`` draws:
+as filmed, and jittered) and each step reads clips of them, some fifty times faster than a step
+through the trunk.
 """
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ from pianoedge.takes import find_takes
 from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
-from .net import CONTEXT, OUTPUTS, PianoNet, grown_stem
+from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_stem
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
 VELOCITY_SLOPES = np.round(np.arange(0.0, 1.51, 0.05), 2)  # slopes tried by ``fit_velocity``
 MIN_VELOCITY_NOTES = 20  # fewer matched notes than this leave the velocity output as it is
+FEATURE_DRAWS = 2  # --heads offline: each take's features as filmed and under one random jitter
 
 
 @dataclass
@@ -39,7 +44,8 @@ class Settings:
     steps_per_epoch: int = 150
     epochs: int = 12
     batch: int = 4  # clips per step
-    clip: int = CONTEXT - 1 + 16  # frames per clip: 16 labelled frames each
+    clip: int = CONTEXT - 1 + AHEAD + 16  # frames per clip: 16 labelled frames each for every head
+    heads: str = "all"  # "all": trunk and both heads; "offline": the offline head only, on a loaded model's trunk
     lr: float = 3e-3
     seed: int = 0
     frame_weight: float = 2.0  # positive-class weights: pressed keys are few, onsets rarer
@@ -83,7 +89,7 @@ def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tup
 
 def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
     """Clips from one keyboard size (the pooling is per size) and one context stride (frame rate):
-    inputs, targets, pooling, black flags and the stride."""
+    inputs, targets of every frame (``head_targets`` picks each head's), pooling, black flags and the stride."""
     first = takes[int(rng.integers(len(takes)))]
     size, stride = first.num_keys, context_stride(first.fps)
     pool = [t for t in takes if t.num_keys == size and context_stride(t.fps) == stride and len(t.strips) >= settings.clip]
@@ -94,13 +100,75 @@ def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
         clip, rest = _jitter(data.strips[start : start + settings.clip], data.rest, rng)
         clips.append(clip)
         rests.append(rest)
-        frames = slice(start + context_span(CONTEXT, stride) - 1, start + settings.clip)
-        keys = K.layout(data.num_keys, data.lowest).slots
-        targets.append(np.stack([data.labels["pressed"][frames, keys], data.labels["onset"][frames, keys],
-                                 data.labels["offset"][frames, keys], data.labels["velocity"][frames, keys] / 127.0], axis=2))
+        targets.append(_targets(data, slice(start, start + settings.clip)))
     lowest = pool[0].lowest
     return (torch.from_numpy(np.stack(clips)), torch.from_numpy(np.stack(rests)), torch.from_numpy(np.stack(targets).astype(np.float32)),
             torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)), stride)
+
+
+@dataclass
+class TakeFeatures:
+    """A take with its frozen trunk's key features, one (frames, keys, F) tensor per draw (``FEATURE_DRAWS``)."""
+
+    data: TakeData
+    draws: list[torch.Tensor]
+
+
+def take_feature_draws(net: PianoNet, takes: list[TakeData], seed: int, progress=None) -> list[TakeFeatures]:
+    """Each take's features as filmed and under ``FEATURE_DRAWS - 1`` jitters (``_jitter``, one per take and draw)."""
+    out = []
+    for i, data in enumerate(takes):
+        rng = np.random.default_rng([seed, i])
+        draws = [take_features(net, data)]
+        for _ in range(FEATURE_DRAWS - 1):
+            strips, rest = (a.astype(np.uint8) for a in _jitter(data.strips, data.rest, rng))
+            draws.append(take_features(net, replace(data, strips=strips, rest=rest)))
+        out.append(TakeFeatures(data, draws))
+        if progress is not None:
+            progress.update(1)
+    return out
+
+
+def _feature_batch(takes: list[TakeFeatures], settings: Settings, rng: np.random.Generator):
+    """As ``_batch``, from features: (B, clip, keys, F) features, targets of every frame, black flags, stride."""
+    first = takes[int(rng.integers(len(takes)))].data
+    size, stride = first.num_keys, context_stride(first.fps)
+    pool = [t for t in takes if t.data.num_keys == size and context_stride(t.data.fps) == stride and len(t.data.strips) >= settings.clip]
+    feats, targets = [], []
+    for _ in range(settings.batch):
+        take = pool[int(rng.integers(len(pool)))]
+        start = int(rng.integers(len(take.data.strips) - settings.clip + 1))
+        feats.append(take.draws[int(rng.integers(len(take.draws)))][start : start + settings.clip])
+        targets.append(_targets(take.data, slice(start, start + settings.clip)))
+    return (torch.stack(feats), torch.from_numpy(np.stack(targets).astype(np.float32)),
+            torch.from_numpy(black_flags(size, first.lowest)), stride)
+
+
+def _targets(data: TakeData, frames: slice) -> np.ndarray:
+    """(frames, keys, 4) targets: pressed, onset, offset, velocity / 127."""
+    keys = K.layout(data.num_keys, data.lowest).slots
+    return np.stack([data.labels["pressed"][frames, keys], data.labels["onset"][frames, keys],
+                     data.labels["offset"][frames, keys], data.labels["velocity"][frames, keys] / 127.0], axis=2)
+
+
+def head_targets(target: torch.Tensor, name: str, stride: int) -> torch.Tensor:
+    """The targets (B, L, keys, 4) of a clip's frames that head ``name`` labels (``PianoNet.run_head``)."""
+    return target[:, context_span(CONTEXT, stride) - 1 : target.shape[1] - HEADS[name] * stride]
+
+
+def trained_heads(net: PianoNet, settings: Settings) -> list[str]:
+    return ["offline"] if settings.heads == "offline" else list(net.heads())
+
+
+def step_loss(net: PianoNet, batch: tuple, settings: Settings) -> torch.Tensor:
+    """The loss of one ``_batch`` (or ``_feature_batch``), summed over the heads trained."""
+    if len(batch) == 6:
+        clips, rest, target, pool, black, stride = batch
+        feats = net.clip_features(clips, rest, pool)
+    else:
+        feats, target, black, stride = batch
+    return sum(loss_of(net.run_head(name, feats, black, stride), head_targets(target, name, stride), settings)
+               for name in trained_heads(net, settings))
 
 
 def loss_of(out: torch.Tensor, target: torch.Tensor, settings: Settings) -> torch.Tensor:
@@ -113,26 +181,36 @@ def loss_of(out: torch.Tensor, target: torch.Tensor, settings: Settings) -> torc
 
 
 @torch.no_grad()
-def posteriors(net: PianoNet, data: TakeData, chunk: int = 256) -> np.ndarray:
-    """(frames, keys, 4) probabilities for a whole take: P(down), P(onset), P(offset), velocity 0..1.
-    The first frames reuse the first frame as their past; context frames are ``context_stride`` apart."""
+def take_features(net: PianoNet, data: TakeData, chunk: int = 256) -> torch.Tensor:
+    """(frames, keys, FEATURES): the trunk's key features of every frame of a take."""
     net.eval()
     pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
-    black = torch.from_numpy(black_flags(data.num_keys, data.lowest))
     rest = torch.from_numpy(data.rest)[None]
-    feats = torch.cat([net.key_features(torch.from_numpy(data.strips[i : i + chunk]), rest, pool) for i in range(0, len(data.strips), chunk)])
+    return torch.cat([net.key_features(torch.from_numpy(data.strips[i : i + chunk]), rest, pool) for i in range(0, len(data.strips), chunk)])
+
+
+@torch.no_grad()
+def posteriors(net: PianoNet, data: TakeData, chunk: int = 256, head: str = "live", feats: torch.Tensor | None = None) -> np.ndarray:
+    """(frames, keys, 4) probabilities for a whole take from head ``head``: P(down), P(onset), P(offset),
+    velocity 0..1. The first frames reuse the first frame as their past, the last the last frame as
+    their future; context frames are ``context_stride`` apart. ``feats``: the take's ``take_features``
+    when already computed."""
+    net.eval()
+    black = torch.from_numpy(black_flags(data.num_keys, data.lowest))
+    feats = take_features(net, data, chunk) if feats is None else feats
     stride = context_stride(data.fps)
-    span = context_span(CONTEXT, stride)
-    feats = torch.cat([feats[:1].expand(span - 1, -1, -1), feats])
-    windows = feats.unfold(0, span, 1)[..., ::stride].permute(0, 3, 1, 2)  # (frames, CONTEXT, keys, F)
-    out = torch.cat([net.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
+    past, ahead = context_span(CONTEXT, stride) - 1, HEADS[head] * stride
+    feats = torch.cat([feats[:1].expand(past, -1, -1), feats, feats[-1:].expand(ahead, -1, -1)])
+    windows = feats.unfold(0, past + ahead + 1, 1)[..., ::stride].permute(0, 3, 1, 2)  # (frames, window, keys, F)
+    out = torch.cat([net.heads()[head](windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
     return torch.cat([torch.sigmoid(out[..., :3]), out[..., 3:]], dim=2).numpy()
 
 
 def evaluate(net: PianoNet, takes: list[TakeData], thresholds: Thresholds | None = None,
-             probs: list[np.ndarray] | None = None) -> tuple[dict[str, float], list[dict]]:
-    """Metrics per take and their mean (evaluate.METRICS); ``probs``: the takes' posteriors when already computed."""
-    probs = probs or [posteriors(net, data) for data in takes]
+             probs: list[np.ndarray] | None = None, head: str = "live") -> tuple[dict[str, float], list[dict]]:
+    """Metrics per take and their mean (evaluate.METRICS) of head ``head``; ``probs``: the takes' posteriors
+    when already computed."""
+    probs = probs or [posteriors(net, data, head=head) for data in takes]
     per_take = []
     for data, p in zip(takes, probs):
         pred = decode(p, data.lowest, data.fps, thresholds or Thresholds())
@@ -201,17 +279,29 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
     """Train (resuming from ``run_dir/checkpoint.pt`` when present, else starting from the weights in
     ``init`` when given: fine-tuning, e.g. on real takes); returns the best epoch's metrics."""
     settings = settings or Settings()
+    if settings.heads == "offline" and not init:
+        raise PianoedgeError("--heads offline trains the offline head on a trained model's trunk: give it with --init RUN_DIR")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
     train_takes = load_takes(train_dirs, progress_factory and progress_factory(0, "take", "loading train"))
     val_takes = load_takes(val_dirs, progress_factory and progress_factory(0, "take", "loading val")) if val_dirs else []
-    net = load_weights(init).train() if init else PianoNet(STRIP_SIZE[1])
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
+    net = load_weights(init) if init else PianoNet(STRIP_SIZE[1])
+    if net.offline is None:  # weights from before the offline head: it starts untrained
+        net.offline = Head(HEADS["offline"])
+    trained = net.offline if settings.heads == "offline" else net
+    for name, parameter in net.named_parameters():
+        parameter.requires_grad_(settings.heads == "all" or name.startswith("offline."))
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * settings.steps_per_epoch)
     epoch, best = 0, None
     checkpoint = run_dir / "checkpoint.pt"
+    frozen = settings.heads == "offline"
+    if frozen:  # the trunk never changes: its features of every take, once
+        train_feats = take_feature_draws(net, train_takes, settings.seed, progress_factory and progress_factory(
+            len(train_takes), "take", "trunk features"))
+        val_feats = [take_features(net, data) for data in val_takes]
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
         changed = ", ".join(f"{k} {v} -> {asdict(settings)[k]}" for k, v in state.get("settings", {}).items()
@@ -226,12 +316,12 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
         log(f"resumed from {checkpoint} after epoch {epoch}")
     while epoch < settings.epochs:
         rng = np.random.default_rng([settings.seed, epoch])  # resume-safe: each epoch's draws depend only on its number
-        net.train()
+        net.train(settings.heads == "all")  # a frozen trunk keeps its batch-norm statistics
         bar = progress_factory and progress_factory(settings.steps_per_epoch, "step", f"epoch {epoch + 1}/{settings.epochs}")
         losses, started = [], time.perf_counter()
         for _ in range(settings.steps_per_epoch):
-            clips, rest, target, pool, black, stride = _batch(train_takes, settings, rng)
-            loss = loss_of(net(clips, rest, pool, black, stride), target, settings)
+            batch = _feature_batch(train_feats, settings, rng) if frozen else _batch(train_takes, settings, rng)
+            loss = step_loss(net, batch, settings)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -245,17 +335,22 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
         epoch += 1
         metrics = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started}
         if val_takes:
-            metrics.update(evaluate(net, val_takes)[0])
+            feats = val_feats if frozen else [take_features(net, data) for data in val_takes]
+            for head in ("live", "offline"):
+                result = evaluate(net, val_takes, probs=[posteriors(net, d, head=head, feats=f) for d, f in zip(val_takes, feats)])[0]
+                metrics.update(result if head == "live" else {"offline_onset_f1": result["onset_f1"]})
         log(json.dumps(metrics))
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        key = metrics.get("onset_f1", -metrics["loss"])
+        key = (np.mean([metrics[("offline_" if h == "offline" else "") + "onset_f1"] for h in trained_heads(net, settings)])
+               if val_takes else -metrics["loss"])
         if best is None or key >= best["key"]:
             best = {"key": key, **metrics}
-            save_weights(net, run_dir, {"settings": asdict(settings), "metrics": metrics})
+            kept = {"decoder": asdict(load_thresholds(init))} if frozen else {}  # the live head is the init's: so is its decoder
+            save_weights(net, run_dir, {"settings": asdict(settings), "metrics": metrics, **kept})
         torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "epoch": epoch, "best": best, "settings": asdict(settings)}, checkpoint)
-    if val_takes:
+    if val_takes and not frozen:
         best.update(retune(run_dir, val_takes, log))
     return best
 
@@ -264,7 +359,7 @@ def save_weights(net: PianoNet, folder: Path, manifest: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), folder / "pianonet.pt")
-    manifest = {"model": "pianonet", "strip_size": list(STRIP_SIZE), "context": CONTEXT, "context_fps": CONTEXT_FPS,
+    manifest = {"model": "pianonet", "strip_size": list(STRIP_SIZE), "context": CONTEXT, "context_fps": CONTEXT_FPS, "heads": HEADS,
                 "outputs": list(OUTPUTS), **manifest}
     (folder / "pianonet.json").write_text(json.dumps(manifest, indent=1))
 
@@ -282,6 +377,7 @@ def load_weights(folder: Path = WEIGHTS) -> PianoNet:
     path = Path(folder) / "pianonet.pt"
     if not path.is_file():
         raise PianoedgeError(f"model weights not found: {path}; train them with: pianoedge train --data DIR -o RUN_DIR")
-    net = PianoNet(STRIP_SIZE[1])
-    net.load_state_dict(grown_stem(torch.load(path, weights_only=True), net))
+    state = torch.load(path, weights_only=True)
+    net = PianoNet(STRIP_SIZE[1], offline="offline.mlp.0.weight" in state)
+    net.load_state_dict(grown_stem(state, net))
     return net.eval()

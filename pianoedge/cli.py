@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from pianoedge.models import train
 
-    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps, lr=args.lr)
+    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps, lr=args.lr, heads=args.heads)
     best = train.train(args.data, args.output, args.val, settings, progress_factory=_progress, init=args.init)
     print(f"best epoch {best['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k not in ("key", "epoch")))
     print(f"weights: {args.output / 'pianonet.pt'} (+ pianonet.json); ship them by copying both into models/weights/")
@@ -117,10 +117,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         backend = OrtBackend.named(args.backend)
         thresholds = Thresholds(**backend.artifact.decoder)
+        head = args.head or ("offline" if "offline" in backend.artifact.heads else "live")
+        backend.artifact.look_ahead(head)  # a clear error now if the model lacks it
 
         def transcribe(take):
             data = load_take(take, backend.artifact.strip_size)
-            probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps)
+            probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps, head=head)
             return decode(probs, data.lowest, data.fps, thresholds), data.fps, len(data.strips)
     else:
         from pianoedge.models import decode, train
@@ -129,10 +131,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.tune:
             train.retune(folder, train.load_takes_list(takes, _progress(0, "take", "loading")), velocity_only=args.tune == "velocity")
         net, thresholds = train.load_weights(folder), train.load_thresholds(folder)
+        head = args.head or ("offline" if "offline" in net.heads() else "live")
+        if head not in net.heads():
+            raise PianoedgeError(f"the model in {folder} has no {head} head: train one (pianoedge train --heads offline --init {folder})")
 
         def transcribe(take):
             data = train.load_takes_list([take])[0]
-            return decode.decode(train.posteriors(net, data), data.lowest, data.fps, thresholds), data.fps, len(data.strips)
+            return decode.decode(train.posteriors(net, data, head=head), data.lowest, data.fps, thresholds), data.fps, len(data.strips)
 
     args.rolls.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -178,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise PianoedgeError("run needs at least one --midi-out SINK (or midi_out in --config), e.g. --midi-out usb")
     source = str(args.camera) if args.camera is not None else args.source
     result = live.run(source, args.midi_out, args.lock, args.keys, args.backend, args.seconds, live.StatusLine(),
-                      rtp_allow=args.rtp_allow or None)
+                      rtp_allow=args.rtp_allow or None, head="offline" if args.look_ahead else "live")
     print(f"{result['frames']} frames, {result['notes']} notes, {result['dropped']} dropped; every note ended in: "
           + ", ".join(args.midi_out))
     return 0
@@ -289,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay; default 3e-3)")
     tr.add_argument("--init", type=Path, metavar="DIR", help="start from the weights in DIR (fine-tuning; default: from scratch)")
+    tr.add_argument("--heads", choices=("all", "offline"), default="all",
+                    help="all (the trunk, the live and the offline head; default) or offline (only the offline head, which "
+                         "looks a few frames ahead for files, on the --init model's frozen trunk)")
     tr.add_argument("--arch", choices=("pianonet", "seed"), default="pianonet",
                     help="pianonet (ours, default) or seed (the seed paper's four CNNs and LSTMs, the baseline)")
     tr.set_defaults(func=cmd_train)
@@ -306,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first tune the PianoNet decoder on these takes (e.g. your own piano): its thresholds and the line "
                          "from velocity output to MIDI velocity (--tune velocity: the line only), stored in the model's "
                          "pianonet.json; the scores are then on the takes tuned on")
+    ev.add_argument("--head", choices=("live", "offline"),
+                    help="which PianoNet head to score: offline (looks ahead, what transcribe uses; the default where the model "
+                         "has one) or live (causal, what run uses)")
     ev.set_defaults(func=cmd_eval)
 
     rn = sub.add_parser("run", help="live: camera (or video) in, MIDI out, until stopped",
@@ -325,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--keys", type=int, choices=(61, 76, 88), help="keyboard size (default: detected)")
     rn.add_argument("--backend", metavar="NAME", help="ort, ort-int8 or torch (default: the manifest's default)")
     rn.add_argument("--seconds", type=float, help="stop after this long (default: run until the source ends or Ctrl-C)")
+    rn.add_argument("--look-ahead", action="store_true", default=None,
+                    help="decide each frame's notes with the frames after it seen too (the model's offline head, as transcribe "
+                         "does): more accurate, and each note comes that look-ahead later (2 context frames, about 67 ms)")
     rn.set_defaults(func=cmd_run)
 
     tx = sub.add_parser("transcribe", help="muted piano video in; MIDI with velocities (and audio, muxed video) out",
@@ -383,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.set_defaults(func=cmd_doctor)
 
     ex = sub.add_parser("export", help="PianoNet to ONNX (FP32 + INT8) or TensorRT, verified, timed and scored",
-                        description="Export the model's two graphs to ONNX (checked, simplified, parity against PyTorch), "
+                        description="Export the model's graphs (features, live and offline heads) to ONNX (checked, simplified, parity against PyTorch), "
                                     "quantise to INT8 QDQ calibrated on --calib takes (the method chosen by onset F1 on "
                                     "--val), build TensorRT engines where TensorRT is installed, and write manifest.json "
                                     "with every artifact's sha256, accuracy and latency.")

@@ -1,10 +1,11 @@
 """Inference backends: strips in, per-key posteriors out. ONNX Runtime here (no torch, ever).
 
-A backend runs PianoNet's two graphs: ``features`` (strips + the keyboard at rest + the key pooling
-matrix -> per-key features, all keys in one batch) and ``head`` (each key's features over the last
-``context`` frames, ``context_stride`` apart -> P(down), P(onset), P(offset), velocity 0..1). Live, the
-runtime runs ``features`` once per frame and keeps the results its head will read; offline,
-``take_posteriors`` batches frames.
+A backend runs PianoNet's graphs: ``features`` (strips + the keyboard at rest + the key pooling
+matrix -> per-key features, all keys in one batch) and a head (each key's features over ``context``
+frames, ``context_stride`` apart, and for the ``offline`` head a few more after the frame it labels
+-> P(down), P(onset), P(offset), velocity 0..1). The ``live`` head adds no latency; the offline one
+delays each frame's posteriors by its look-ahead. ``KeyStream`` runs ``features`` once per frame and
+keeps the results its head will read; ``take_posteriors`` batches frames.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import onnxruntime as ort
 from pianoedge.errors import PianoedgeError
 from pianoedge.models.data import black_flags, context_span, context_stride, key_pool
 
-from .manifest import MANIFEST, Artifact, load_artifact
+from .manifest import HEAD_GRAPHS, MANIFEST, Artifact, load_artifact
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
@@ -36,8 +37,8 @@ class OrtBackend:
         self.context = artifact.context
         options = session_options(threads)
         try:
-            self._features = ort.InferenceSession(str(artifact.files["features"]), options, providers=["CPUExecutionProvider"])
-            self._head = ort.InferenceSession(str(artifact.files["head"]), options, providers=["CPUExecutionProvider"])
+            self._sessions = {graph: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                              for graph, path in artifact.files.items()}
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise PianoedgeError(f"cannot load the '{artifact.name}' model ({exc}); export it again (pianoedge export)") from None
 
@@ -47,51 +48,71 @@ class OrtBackend:
 
     def key_features(self, strips: np.ndarray, rest: np.ndarray, pool: np.ndarray) -> np.ndarray:
         """(N, H, W) uint8 strips, (H, W) uint8 rest view, (keys, W) pooling -> (N, keys, F) float32."""
-        return self._features.run(None, {"strips": strips, "rest": rest[None], "key_pool": pool})[0]
+        return self._sessions["features"].run(None, {"strips": strips, "rest": rest[None], "key_pool": pool})[0]
 
-    def head(self, windows: np.ndarray, black: np.ndarray) -> np.ndarray:
-        """(B, context, keys, F) features -> (B, keys, 4): P(down), P(onset), P(offset), velocity 0..1."""
-        return self._head.run(None, {"features": np.ascontiguousarray(windows, np.float32), "black": black})[0]
+    def head(self, windows: np.ndarray, black: np.ndarray, name: str = "live") -> np.ndarray:
+        """(B, window, keys, F) features -> (B, keys, 4) from head ``name``: P(down), P(onset), P(offset), velocity 0..1."""
+        session = self._sessions[HEAD_GRAPHS[name]]
+        return session.run(None, {"features": np.ascontiguousarray(windows, np.float32), "black": black})[0]
 
 
-def _span(backend, fps: float) -> tuple[int, int]:
-    """(frames from the oldest context frame to the newest, inclusive; the stride between them) at ``fps``."""
+def _frames(backend, fps: float, head: str) -> tuple[int, int, int]:
+    """Head ``head``'s window at ``fps``: (frames before the labelled one, frames after it, the stride between
+    context frames)."""
     stride = context_stride(fps, backend.artifact.context_fps)
-    return context_span(backend.context, stride), stride
+    return context_span(backend.context, stride) - 1, backend.artifact.look_ahead(head) * stride, stride
 
 
 def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, fps: float,
-                    chunk: int = 64) -> np.ndarray:
-    """(frames, keys, 4) posteriors for a whole clip filmed at ``fps``, as the live runtime would give them
-    frame by frame (the first frames reuse the first frame as their past)."""
+                    chunk: int = 64, head: str = "live") -> np.ndarray:
+    """(frames, keys, 4) posteriors from head ``head`` for a whole clip filmed at ``fps``, as ``KeyStream``
+    gives them frame by frame (the first frames reuse the first frame as their past, the last the last
+    frame as their future)."""
     width = strips.shape[2]
     pool, black = key_pool(num_keys, lowest, width), black_flags(num_keys, lowest)
-    span, stride = _span(backend, fps)
+    past, ahead, stride = _frames(backend, fps, head)
     feats = np.concatenate([backend.key_features(strips[i : i + chunk], rest, pool) for i in range(0, len(strips), chunk)])
-    feats = np.concatenate([np.repeat(feats[:1], span - 1, axis=0), feats])
-    windows = np.lib.stride_tricks.sliding_window_view(feats, span, axis=0)[..., ::stride].transpose(0, 3, 1, 2)
-    return np.concatenate([backend.head(windows[i : i + chunk], black) for i in range(0, len(windows), chunk)])
+    feats = np.concatenate([np.repeat(feats[:1], past, axis=0), feats, np.repeat(feats[-1:], ahead, axis=0)])
+    windows = np.lib.stride_tricks.sliding_window_view(feats, past + ahead + 1, axis=0)[..., ::stride].transpose(0, 3, 1, 2)
+    return np.concatenate([backend.head(windows[i : i + chunk], black, head) for i in range(0, len(windows), chunk)])
 
 
 class KeyStream:
-    """Live inference for one keyboard filmed at ``fps``, frame by frame: each strip's key features join
-    the recent frames' (the first frame stands in for the frames before it) and the head reads its
-    context frames among them."""
+    """Inference for one keyboard filmed at ``fps``, frame by frame: each strip's key features join the
+    recent frames' (the first frame stands in for the frames before it) and head ``head`` reads its
+    window among them. The live head answers for the newest frame; the offline head for the frame its
+    look-ahead (``delay`` frames) before it, and ``flush`` gives the frames still owed at the end."""
 
-    def __init__(self, backend, rest: np.ndarray, num_keys: int, lowest: int, fps: float):
-        self.backend, self.rest = backend, rest
+    def __init__(self, backend, rest: np.ndarray, num_keys: int, lowest: int, fps: float, head: str = "live"):
+        self.backend, self.rest, self.head = backend, rest, head
         self.pool, self.black = key_pool(num_keys, lowest, rest.shape[1]), black_flags(num_keys, lowest)
-        self.span, self.stride = _span(backend, fps)
+        past, self.delay, self.stride = _frames(backend, fps, head)
+        self.span = past + self.delay + 1
         self._window: np.ndarray | None = None
+        self._owed = 0  # frames seen whose posteriors are not yet given
 
-    def posteriors(self, strip: np.ndarray) -> np.ndarray:
-        """(keys, 4) posteriors of the newest frame."""
+    def posteriors(self, strip: np.ndarray) -> np.ndarray | None:
+        """(keys, 4) posteriors of the frame ``delay`` frames before this one (None while there is none)."""
         features = self.backend.key_features(strip[None], self.rest, self.pool)
         if self._window is None:
-            self._window = np.repeat(features[None], self.span, axis=1)
+            self._window = np.repeat(features[None], self.span - self.delay, axis=1)
         else:
-            self._window = np.concatenate([self._window[:, 1:], features[None]], axis=1)
-        return self.backend.head(self._window[:, :: self.stride], self.black)[0]
+            self._window = np.concatenate([self._window, features[None]], axis=1)[:, -self.span :]
+        self._owed += 1
+        return self._answer() if self._window.shape[1] == self.span else None
+
+    def flush(self) -> list[np.ndarray]:
+        """Posteriors of the frames still owed (the last frame standing in for the frames after it)."""
+        out = []
+        while self._owed:
+            self._window = np.concatenate([self._window, self._window[:, -1:]], axis=1)[:, -self.span :]
+            if self._window.shape[1] == self.span:
+                out.append(self._answer())
+        return out
+
+    def _answer(self) -> np.ndarray:
+        self._owed -= 1
+        return self.backend.head(self._window[:, :: self.stride], self.black, self.head)[0]
 
 
 def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int,

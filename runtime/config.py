@@ -6,6 +6,7 @@ command line overrides it. Keys are the options' long names with underscores::
     lock = "/var/lib/pianoedge/lock.json"
     # keys = 88                 # default: detected
     # backend = "ort-int8"      # default: the model manifest's
+    # look_ahead = true         # the offline head: notes about 67 ms later, more of them right
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from pianoedge.errors import PianoedgeError
 
 TYPES = {"source": str, "camera": int, "midi_out": list, "rtp_allow": list, "lock": str, "keys": int, "backend": str,
-         "seconds": float}
+         "seconds": float, "look_ahead": bool}
 
 
 def read_config(path: str | Path) -> dict:

@@ -4,10 +4,11 @@ tampered or mismatched model with one clear message. numpy-free, torch-free.
 
 Layout::
 
-    {"model": "pianonet", "strip_size": [884, 106], "context": 5, "context_fps": 30.0, "decoder": {...thresholds...},
+    {"model": "pianonet", "strip_size": [884, 106], "context": 5, "context_fps": 30.0, "heads": {"live": 0, "offline": 2},
+     "decoder": {...thresholds...},
      "artifacts": {"ort": {"backend": "ort", "precision": "fp32", "opset": 17,
                            "files": {"features": {"path": "onnx/pianonet_features.onnx", "sha256": "..."},
-                                     "head": {...}},
+                                     "head": {...}, "offline": {...}},
                            "inputs": {...}, "metrics": {...}, "latency_ms": {...}, "date": "2026-11-28"},
                    "ort-int8": {...}}}
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pianoedge.errors import PianoedgeError
@@ -26,7 +27,9 @@ from pianoedge.errors import PianoedgeError
 MODELS = Path(__file__).resolve().parent.parent / "models"  # the shipped models (the pianoedge.models folder)
 # $PIANOEDGE_MODELS names another manifest (a board's installer puts verified models in /var/lib/pianoedge/models)
 MANIFEST = Path(os.environ.get("PIANOEDGE_MODELS") or MODELS / "manifest.json")
-GRAPHS = ("features", "head")  # PianoNet's two networks: per-frame key features, per-key temporal head
+# PianoNet's networks: per-frame key features, and per-key temporal heads: live (causal) and offline (looks ahead)
+GRAPHS = ("features", "head", "offline")
+HEAD_GRAPHS = {"live": "head", "offline": "offline"}  # each head's graph
 
 
 def sha256_of(path: str | Path) -> str:
@@ -50,6 +53,13 @@ class Artifact:
     decoder: dict
     metrics: dict
     context_fps: float | None = None  # context frames about 1/context_fps s apart (None: consecutive frames)
+    heads: dict[str, int] = field(default_factory=lambda: {"live": 0})  # each head's look-ahead in context frames
+
+    def look_ahead(self, head: str) -> int:
+        """Context frames after the labelled one that ``head`` reads; a clear error when the artifact lacks it."""
+        if head not in self.heads:
+            raise PianoedgeError(f"the '{self.name}' model has no {head} head; export a model trained with it (pianoedge export)")
+        return self.heads[head]
 
 
 def read_manifest(path: str | Path = MANIFEST) -> dict:
@@ -84,7 +94,7 @@ def load_artifact(name: str, path: str | Path = MANIFEST) -> Artifact:
         files[graph] = file
     return Artifact(name, entry["backend"], entry["precision"], files, tuple(manifest["strip_size"]),
                     int(manifest["context"]), dict(manifest.get("decoder", {})), dict(entry.get("metrics", {})),
-                    manifest.get("context_fps"))
+                    manifest.get("context_fps"), {h: a for h, a in manifest.get("heads", {"live": 0}).items() if not files or HEAD_GRAPHS[h] in files})
 
 
 def file_entry(path: Path, root: Path) -> dict:

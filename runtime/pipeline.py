@@ -1,11 +1,14 @@
 """The runtime pipeline, live and offline alike: frame -> fixed warp -> key features -> temporal head ->
 note decoder -> note events. Plain data between the stages; the backend is any of ``backend.py``.
 
-Causal: a frame's events are decided when that frame arrives (no look-ahead: zero frames of added
-latency beyond the frame's own processing); velocity comes from the frames up to the onset.
+With the live head (``run``'s default) it is causal: a frame's events are decided when that frame
+arrives (zero frames of added latency beyond the frame's own processing); velocity comes from the
+frames up to the onset. With the offline head (``transcribe``'s, or ``run --look-ahead``) a frame's
+events are decided a few frames later, when the frames after it have been seen, and carry its own time.
 """
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -39,35 +42,50 @@ def rest_strip(lock: Lock, frames: list[np.ndarray], size: tuple[int, int]) -> n
 class Pipeline:
     """Feed frames (BGR images) one at a time; get the note events each one decides."""
 
-    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float):
+    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float, head: str = "live"):
         artifact = backend.artifact
-        self.backend, self.rest, self.fps = backend, rest, fps
+        self.backend, self.rest, self.fps, self.head = backend, rest, fps, head
         self.lock, self.size = lock, artifact.strip_size
-        self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key, fps)
+        self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key, fps, head)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
+        self._times: deque = deque()  # the times of the frames whose posteriors are still to come
 
     def relocked(self, lock: Lock, frames: list[np.ndarray] | None = None) -> Pipeline:
         """A fresh pipeline on a new lock of the same keyboard (the camera moved): same model, no frames
         of context, no notes sounding; the keys at rest seen again in ``frames`` when given (the frames
         of a full lock), else as before."""
         rest = rest_strip(lock, frames, self.size) if frames else self.rest
-        return Pipeline(lock, self.backend, rest, self.fps)
+        return Pipeline(lock, self.backend, rest, self.fps, self.head)
 
     def warp(self, image: np.ndarray) -> np.ndarray:
         """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""
         return to_strip(self.lock, image, self.size, self._buffers)
 
-    def posteriors(self, strip: np.ndarray) -> np.ndarray:
-        """(keys, 4) posteriors of the newest frame, its features joining the recent frames' (``KeyStream``)."""
+    def posteriors(self, strip: np.ndarray) -> np.ndarray | None:
+        """(keys, 4) posteriors of the newest frame, its features joining the recent frames' (``KeyStream``);
+        with the offline head, of the frame its look-ahead before (None at first)."""
         return self.keys.posteriors(strip)
 
-    def decode(self, probs: np.ndarray, time: float | None = None) -> list[Event]:
+    def decode(self, probs: np.ndarray | None, time: float | None = None) -> list[Event]:
+        """The events of the frame ``probs`` are for; ``time`` is the newest frame's (the one just warped)."""
+        self._times.append(time)
+        if probs is None:
+            return []
+        return self._decode(probs, self._times.popleft())
+
+    def _decode(self, probs: np.ndarray, time: float | None) -> list[Event]:
         return self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)
 
     def step(self, image: np.ndarray, time: float | None = None) -> list[Event]:
         return self.decode(self.posteriors(self.warp(image)), time)
 
     def finish(self) -> list[Event]:
-        """Note-offs for every sounding note: end of input, shutdown or any fault."""
-        return self.tracker.finish()
+        """The events of the frames still owed (look-ahead), then note-offs for every sounding note: end of
+        input, shutdown or any fault."""
+        try:
+            owed = self.keys.flush()
+        except Exception:  # the model itself failed (the fault being handled): the notes end all the same
+            owed = []
+        events = [e for probs in owed for e in self._decode(probs, self._times.popleft())]
+        return events + self.tracker.finish()

@@ -1,7 +1,8 @@
 """``pianoedge transcribe``: a muted piano video in; MIDI with velocities, and optionally the regenerated
 audio, the video with that audio, a CSV of the notes and a piano-roll picture out. It is ``run``
 (``live.run``: lock, the pipeline frame by frame, note-offs at the end) over the file, with the
-notes kept for the outputs.
+notes kept for the outputs, and the model's offline head where it has one (a file has no latency to
+keep: each frame is judged with the frames after it seen too).
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def transcribe(video: str | Path, outputs: Outputs, lock_path: Path | None = Non
     source = FileSource(video)
     log = EventLog()
     view = _ProgressBar(progress, source.frame_count or 0, video.name) if progress else None
-    result = live.run(source, [log], lock_path, keys, backend, status=view)
+    head = "offline" if "offline" in backend.artifact.heads else "live"
+    result = live.run(source, [log], lock_path, keys, backend, status=view, head=head)
     notes = events_to_notes(log.events)
     write_notes(outputs.midi, notes)
     if outputs.csv:

@@ -5,7 +5,8 @@ per-key crops beside it, `transcribe` against real time (all cores), and the pea
 Run: .venv/bin/python scripts/bench_runtime.py [--seconds S]
 Renders one 1280x720, 30 fps studio take (overhead, seed 77) into a temporary folder, decodes its
 frames into memory (capture excluded), then times warp, inference (features + head, all keys) and
-decoding for every backend in the manifest (and torch eager when installed), all in one run.
+decoding for every backend in the manifest (and torch eager when installed), and the default backend's
+offline head, all in one run.
 """
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ def main() -> None:
             size = backend.artifact.strip_size
             rest = rest_view(np.stack([lock.warp(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), size) for f in frames[:180:20]]))
             rows.append((name, stage_times(Pipeline(lock, backend, rest, 30.0), frames, 30.0)))
+            if name == manifest["default"] and "offline" in backend.artifact.heads:  # transcribe's (and run --look-ahead's) head
+                rows.append((f"{name}, offline head", stage_times(Pipeline(lock, backend, rest, 30.0, "offline"), frames, 30.0)))
         seed = seed_cost(frames, lock, 40)
 
         if cores:  # transcribe: the whole machine, as a user runs it

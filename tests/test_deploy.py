@@ -676,11 +676,11 @@ def test_example_config():
     text = (DEPLOY / "config.toml").read_text()
     config = tomllib.loads(text)
     assert config == {"source": "csi://0", "midi_out": ["usb"], "lock": "/var/lib/pianoedge/lock.json"}
-    for commented in ("camera", "keys", "backend"):
+    for commented in ("camera", "keys", "backend", "look_ahead"):
         assert re.search(rf"^# {commented} = ", text, re.MULTILINE), commented
     # every key, set or commented out, is a `pianoedge run` option
     keys = set(re.findall(r"^#? ?([a-z_]+) = ", text, re.MULTILINE))
-    assert keys == {"source", "camera", "midi_out", "lock", "keys", "backend"}
+    assert keys == {"source", "camera", "midi_out", "lock", "keys", "backend", "look_ahead"}
 
 
 def test_deploy_guide_covers_the_steps():

@@ -2,6 +2,7 @@
 take, the TensorRT engine cache's keys, and the shipped artifacts."""
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -40,9 +41,11 @@ def test_fp32_onnx_matches_pytorch_on_a_real_take(exported, tiny_data):
     out, manifest = exported
     backend = OrtBackend(M.load_artifact("ort", out / "manifest.json"))
     strips = tiny_data.strips[:40]
-    for fps in (tiny_data.fps, 60.0):  # context frames consecutive, then every other frame
-        ours = take_posteriors(backend, strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest, fps, chunk=7)
-        reference = onnx_export.torch_posteriors(train.load_weights(), strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest, fps)
+    assert set(backend.artifact.heads) == {"live", "offline"}
+    for fps, head in itertools.product((tiny_data.fps, 60.0), backend.artifact.heads):  # context frames consecutive, then every other
+        ours = take_posteriors(backend, strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest, fps, chunk=7, head=head)
+        reference = onnx_export.torch_posteriors(train.load_weights(), strips, tiny_data.rest, tiny_data.num_keys, tiny_data.lowest,
+                                                 fps, head)
         assert ours.shape == (40, 61, 4)
         assert np.abs(ours - reference).max() < 1e-4
     assert manifest["artifacts"]["ort"]["parity_max_abs"] < 1e-4
@@ -104,7 +107,7 @@ def test_manifest_lists_every_artifact_and_refuses_a_tampered_file(exported, tmp
 
 def test_calibration_readers_give_real_model_inputs(tiny_data, tmp_path):
     files = onnx_export.export_onnx(train.load_weights(), tmp_path)
-    fp32 = OrtBackend(M.Artifact("ort", "ort", "fp32", files, onnx_export.STRIP_SIZE, 5, {}, {}))
+    fp32 = OrtBackend(M.Artifact("ort", "ort", "fp32", files, onnx_export.STRIP_SIZE, 5, {}, {}, 30.0, {"live": 0, "offline": 2}))
     strips = quantize.StripReader([tiny_data], count=5)
     items = list(iter(strips.get_next, None))
     assert len(items) == 5 and items[0]["strips"].shape == (1, *tiny_data.strips.shape[1:])
@@ -115,6 +118,7 @@ def test_calibration_readers_give_real_model_inputs(tiny_data, tmp_path):
     windows = quantize.WindowReader(fp32, [tiny_data], count=3)
     item = windows.get_next()
     assert item["features"].shape == (1, 5, 61, 48) and np.isfinite(item["features"]).all() and item["features"].any()
+    assert quantize.WindowReader(fp32, [tiny_data], count=1, head="offline").get_next()["features"].shape == (1, 7, 61, 48)
 
 
 def test_tensorrt_engine_cache_key_changes_with_model_version_gpu_and_precision(tmp_path):
@@ -135,6 +139,7 @@ def test_tensorrt_engine_cache_key_changes_with_model_version_gpu_and_precision(
     assert shapes["strips"] == ((1, h, w), (1, h, w), (8, h, w)) and shapes["key_pool"][0] == (61, w)
     assert "rest" not in shapes  # static inputs need no profile
     assert tensorrt.profile_shapes("head")["features"][2] == (8, 5, 88, 48)
+    assert tensorrt.profile_shapes("offline")["features"][2] == (8, 7, 88, 48)
 
 
 def test_tensorrt_build_needs_tensorrt():
@@ -149,6 +154,7 @@ def test_shipped_manifest_verifies_and_runs():
             continue
         backend = OrtBackend(M.load_artifact(name))
         strips = np.random.default_rng(0).integers(0, 256, (6, *backend.artifact.strip_size[::-1]), dtype=np.uint8)
-        out = take_posteriors(backend, strips, strips[0], 88, 21, 30.0)
-        assert out.shape == (6, 88, 4) and np.all((out >= 0) & (out <= 1))
+        for head in backend.artifact.heads:
+            out = take_posteriors(backend, strips, strips[0], 88, 21, 30.0, head=head)
+            assert out.shape == (6, 88, 4) and np.all((out >= 0) & (out <= 1))
     assert json.loads(M.MANIFEST.read_text())["default"] in manifest["artifacts"]

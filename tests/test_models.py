@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch", reason="the models are host-side: install t
 
 from pianoedge.models import train  # noqa: E402
 from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
-from pianoedge.models.net import CONTEXT, STEM_MAPS, PianoNet, grown_stem  # noqa: E402
+from pianoedge.models.net import AHEAD, CONTEXT, STEM_MAPS, PianoNet, grown_stem  # noqa: E402
 
 FPS = 25.0
 
@@ -43,6 +43,24 @@ def test_model_outputs_every_key_of_every_size(size):
     longer = torch.cat([clips, clips], dim=1)  # 2 * (CONTEXT + 3) frames, a span of 2 * (CONTEXT - 1) + 1
     out = net(longer, rest, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)), 2)
     assert out.shape == (2, 2 * (CONTEXT + 3) - 2 * (CONTEXT - 1), size, 4)
+    # the offline head needs AHEAD more frames after the one it labels
+    out = net(clips, rest, torch.from_numpy(pool), torch.from_numpy(black_flags(size, lowest)), head="offline")
+    assert out.shape == (2, 4 - AHEAD, size, 4)
+
+
+def test_the_live_head_never_sees_later_frames_and_the_offline_head_does():
+    net = PianoNet(STRIP_SIZE[1]).eval()
+    pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
+    clips = torch.randint(0, 256, (1, CONTEXT + AHEAD + 2, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=torch.uint8)
+    rest = torch.randint(0, 256, (1, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=torch.uint8)
+    changed = clips.clone()
+    changed[:, -1] = 255 - changed[:, -1]  # only the last frame differs
+    with torch.no_grad():
+        live, live_changed = (net(c, rest, pool, black) for c in (clips, changed))
+        offline, offline_changed = (net(c, rest, pool, black, head="offline") for c in (clips, changed))
+    assert torch.equal(live[:, :-1], live_changed[:, :-1]) and not torch.equal(live[:, -1], live_changed[:, -1])
+    assert not torch.equal(offline[:, -1], offline_changed[:, -1])  # the frame AHEAD before the last sees it
+    assert offline.shape[1] == live.shape[1] - AHEAD
 
 
 def test_context_frames_are_about_a_30th_of_a_second_apart_at_any_frame_rate():
@@ -132,12 +150,12 @@ def test_a_short_training_run_lowers_the_loss(tiny_take):
     data = train.load_takes([tiny_take])
     assert data[0].num_keys == 61 and data[0].strips.shape[1:] == (STRIP_SIZE[1], STRIP_SIZE[0])
     settings = train.Settings(batch=2)
-    clips, rest, target, pool, black, stride = train._batch(data, settings, np.random.default_rng(0))
+    batch = train._batch(data, settings, np.random.default_rng(0))
     net = PianoNet(STRIP_SIZE[1])
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = train.loss_of(net(clips, rest, pool, black, stride), target, settings)
+        loss = train.step_loss(net, batch, settings)  # both heads
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -176,6 +194,26 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
                 log=lambda _: None, init=tmp_path)
     tuned = train.load_weights(tmp_path / "tuned")
     assert torch.equal(tuned.trunk.convs[1][0].weight, net.trunk.convs[1][0].weight)
+
+
+@pytest.mark.slow
+def test_the_offline_head_trains_alone_on_a_trained_model(tiny_take, tmp_path):
+    """Weights from before the offline head load with the live head only; --heads offline gives them one,
+    trained on the frozen trunk: the trunk (batch-norm statistics included) and the live head stay as they were."""
+    from pianoedge.errors import PianoedgeError
+
+    old = PianoNet(STRIP_SIZE[1], offline=False)
+    train.save_weights(old, tmp_path / "old", {})
+    assert set(train.load_weights(tmp_path / "old").heads()) == {"live"}
+    settings = train.Settings(epochs=1, steps_per_epoch=3, batch=1, heads="offline")
+    with pytest.raises(PianoedgeError, match="--init"):
+        train.train([tiny_take], tmp_path / "scratch", None, settings, log=lambda _: None)
+    train.train([tiny_take], tmp_path / "new", None, settings, log=lambda _: None, init=tmp_path / "old")
+    new = train.load_weights(tmp_path / "new")
+    assert set(new.heads()) == {"live", "offline"}
+    before, after = old.state_dict(), new.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((tmp_path / "new" / "pianonet.json").read_text())["heads"] == {"live": 0, "offline": AHEAD}
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):

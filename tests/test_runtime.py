@@ -20,7 +20,7 @@ from pianoedge.errors import PianoedgeError
 from pianoedge.models.data import load_take, lock_of_take
 from pianoedge.models.decode import Thresholds, decode, events_to_notes
 from pianoedge.runtime import audio
-from pianoedge.runtime.backend import open_backend, take_posteriors
+from pianoedge.runtime.backend import KeyStream, open_backend, take_posteriors
 from pianoedge.runtime.pipeline import Pipeline
 from pianoedge.runtime.source import FileSource, open_source
 from pianoedge.takes import find_takes
@@ -52,25 +52,32 @@ def test_a_corrupt_or_unknown_source_is_a_clear_error(tmp_path):
         open_source("rtsp://camera/stream")
 
 
+@pytest.mark.parametrize("head", ["live", "offline"])
 @pytest.mark.parametrize("fps", [None, 60.0])
-def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take, fps):
+def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take, fps, head):
     """Frame by frame as `run` does, and the whole clip at once as `eval` does: the same posteriors and
-    notes, at the take's rate and as if filmed at 60 fps (the head's context frames every other frame)."""
+    notes, at the take's rate and as if filmed at 60 fps (the head's context frames every other frame),
+    from the live head and from the offline one (each frame answered its look-ahead later, the last
+    ones when the stream ends, with their own times)."""
     data = load_take(find_takes(tiny_take)[0])
     fps = fps or data.fps
     backend = open_backend("ort")
     backend.artifact = replace(backend.artifact, context_fps=30.0)
-    offline = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, fps)
-    pipeline = Pipeline(lock_of_take(find_takes(tiny_take)[0]), backend, data.rest, fps)
-    source = FileSource(find_takes(tiny_take)[0].video)
-    live, events = [], []
-    for frame in source:
-        probs = pipeline.posteriors(pipeline.warp(frame.image))
-        live.append(probs)
-        events += pipeline.decode(probs, frame.time if fps == data.fps else None)  # as if at 60 fps: times from the rate
+    whole = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, fps, head=head)
+    for frames in (1, 2, len(data.strips)):  # clips shorter than the look-ahead too
+        stream = KeyStream(backend, data.rest, data.num_keys, data.lowest, fps, head)
+        answers = [stream.posteriors(strip) for strip in data.strips[:frames]]
+        assert sum(a is None for a in answers) == min(frames, stream.delay)
+        streamed = np.stack([a for a in answers if a is not None] + stream.flush())
+        clip = take_posteriors(backend, data.strips[:frames], data.rest, data.num_keys, data.lowest, fps, head=head)
+        assert np.abs(streamed - clip).max() < 1e-5  # frame by frame == whole clip at once
+    assert (stream.delay > 0) == (head == "offline")
+    pipeline = Pipeline(lock_of_take(find_takes(tiny_take)[0]), backend, data.rest, fps, head)
+    events = []
+    for frame in FileSource(find_takes(tiny_take)[0].video):
+        events += pipeline.step(frame.image, frame.time if fps == data.fps else None)  # as if at 60 fps: times from the rate
     events += pipeline.finish()
-    assert np.abs(np.stack(live) - offline).max() < 1e-5  # frame by frame == whole clip at once
-    expected = decode(offline, data.lowest, fps, Thresholds(**backend.artifact.decoder))
+    expected = decode(whole, data.lowest, fps, Thresholds(**backend.artifact.decoder))
     assert [(n.pitch, round(n.start, 4)) for n in events_to_notes(events)] == [(n.pitch, round(n.start, 4)) for n in expected]
     ons = sum(e.velocity > 0 for e in events)
     assert ons == sum(e.velocity == 0 for e in events)  # every note-on has its note-off: nothing left sounding
@@ -253,11 +260,34 @@ def test_transcribe_gives_exactly_what_eval_scores(tiny_take, tmp_path):
     assert result.returncode == 0, result.stderr
     backend = open_backend("ort")
     data = load_take(take, backend.artifact.strip_size)
-    expected = decode(take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps), data.lowest, data.fps,
-                      Thresholds(**backend.artifact.decoder))
+    assert "offline" in backend.artifact.heads  # the shipped model has the head that looks ahead: transcribe uses it
+    probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps, head="offline")
+    expected = decode(probs, data.lowest, data.fps, Thresholds(**backend.artifact.decoder))
     got = read_notes(tmp_path / "t.mid")
     assert [(n.pitch, n.velocity) for n in got] == [(n.pitch, n.velocity) for n in expected]
     assert np.allclose([(n.start, n.end) for n in got], [(n.start, n.end) for n in expected], atol=2e-3)  # MIDI ticks
+
+
+def test_run_plays_the_live_head_unless_told_to_look_ahead(tiny_take, tmp_path):
+    """`run` decides with the causal head (no added latency); `run --look-ahead` with the offline head,
+    exactly as `transcribe` does."""
+    from pianoedge.notes import read_notes
+
+    take = find_takes(tiny_take)[0]
+    lock_of_take(take).save(tmp_path / "lock.json")
+    backend = open_backend("ort")
+    data = load_take(take, backend.artifact.strip_size)
+    played = {}
+    for head, flags in (("live", []), ("offline", ["--look-ahead"])):
+        out = tmp_path / f"{head}.mid"
+        result = run("run", "--source", str(take.video), "--midi-out", f"file:{out}", "--lock", str(tmp_path / "lock.json"),
+                     "--backend", "ort", *flags)
+        assert result.returncode == 0, result.stderr
+        probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps, head=head)
+        expected = decode(probs, data.lowest, data.fps, Thresholds(**backend.artifact.decoder))
+        played[head] = [(n.pitch, n.velocity) for n in read_notes(out)]
+        assert played[head] == [(n.pitch, n.velocity) for n in expected], head
+    assert played["live"] != played["offline"]  # the heads differ on this take, so the test tells which one played
 
 
 @pytest.mark.slow
