@@ -132,6 +132,10 @@ HARD_VIEWS = {  # median frames of benchmark takes (their JSON says how they wer
                                  "only 43 % show)",
     "stand-1080p-76": "1920x1080 from the stand: measured at full size with pixel tolerances set at 720p, the lock "
                       "was 15.9 px off at the back; views wider than 1280 px are now locked at 1280 and scaled back",
+    "yawed-pincushion-1080p-88": "1920x1080, yawed 35 degrees, a pincushion lens (k1 +0.038): the refit under the right "
+                                 "estimate (+0.04) failed, so the other candidate, -0.09 (one lens guess's fit confirming "
+                                 "its own guess), won: 38 px off at the right end; the refit now tries the estimate's "
+                                 "step toward straight (+0.03) before dropping it",
 }
 
 
@@ -229,7 +233,7 @@ def test_an_overexposed_keyboard_is_refused_not_locked_off():
     the fit, depending on where the hands lie). Clipped at 140, the faint gaps that remain are enough
     to lock within 3 px (clipped at 115-130 it refuses or locks, by where the fingers lie)."""
     frames, truth, _ = studio_frames(101, 88, view="overhead", roll_deg=0.0)
-    with pytest.raises(PianoedgeError, match="no reliable lock: the white keys' gaps and front edge"):
+    with pytest.raises(PianoedgeError, match=r"no reliable lock: (the|only \d+% of the) white keys' gaps and front edge"):
         lock_frames([np.minimum(f, 110) for f in frames])
     lock = lock_frames([np.minimum(f, 140) for f in frames])
     assert np.linalg.norm(lock.corners - truth, axis=1).mean() < 3.0
