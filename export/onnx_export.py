@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from pianoedge.models.data import STRIP_SIZE, black_flags, key_pool
-from pianoedge.runtime.manifest import HEAD_GRAPHS
 from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, PianoNet
+from pianoedge.runtime.manifest import HEAD_GRAPHS
 
 OPSET = 17
 FILES = {"features": "pianonet_features.onnx", "head": "pianonet_head.onnx", "offline": "pianonet_offline.onnx"}

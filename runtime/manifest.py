@@ -92,9 +92,10 @@ def load_artifact(name: str, path: str | Path = MANIFEST) -> Artifact:
             raise PianoedgeError(f"model file {file} does not match its sha256 in {path} (corrupt or tampered); "
                                  f"restore it (git checkout / the bundle) or export the models again")
         files[graph] = file
+    heads = {head: ahead for head, ahead in manifest.get("heads", {"live": 0}).items() if not files or HEAD_GRAPHS[head] in files}
     return Artifact(name, entry["backend"], entry["precision"], files, tuple(manifest["strip_size"]),
                     int(manifest["context"]), dict(manifest.get("decoder", {})), dict(entry.get("metrics", {})),
-                    manifest.get("context_fps"), {h: a for h, a in manifest.get("heads", {"live": 0}).items() if not files or HEAD_GRAPHS[h] in files})
+                    manifest.get("context_fps"), heads)
 
 
 def file_entry(path: Path, root: Path) -> dict:
