@@ -992,7 +992,7 @@ def keys_go_on_behind(gray: np.ndarray, fit: KeyboardFit) -> bool:
 
 CLOSER_SPREAD = 0.6  # a bend that brings the keys' edge points this much closer to one homography is the lens's
 # RANSAC draws per lens tried: loose fits (few edge points agreeing) otherwise run OpenCV's 2000 and made a
-# 1080p lock take 3 s; at 300 every kept benchmark take (1,248) locks exactly as before
+# 1080p lock take 3 s; at 300 every kept benchmark take (1,152) locks exactly as before
 LENS_RANSAC_ITERATIONS = 300
 
 
