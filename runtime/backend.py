@@ -81,38 +81,47 @@ class KeyStream:
     """Inference for one keyboard filmed at ``fps``, frame by frame: each strip's key features join the
     recent frames' (the first frame stands in for the frames before it) and head ``head`` reads its
     window among them. The live head answers for the newest frame; the offline head for the frame its
-    look-ahead (``delay`` frames) before it, and ``flush`` gives the frames still owed at the end."""
+    look-ahead (``delay`` frames) before it, and ``flush`` gives the frames still owed at the end.
+    Answers carry their frame's time. The window and the times owed are one attribute, replaced whole:
+    a signal between two frames (shutdown) never leaves them out of step."""
 
     def __init__(self, backend, rest: np.ndarray, num_keys: int, lowest: int, fps: float, head: str = "live"):
         self.backend, self.rest, self.head = backend, rest, head
         self.pool, self.black = key_pool(num_keys, lowest, rest.shape[1]), black_flags(num_keys, lowest)
         past, self.delay, self.stride = _frames(backend, fps, head)
         self.span = past + self.delay + 1
-        self._window: np.ndarray | None = None
-        self._owed = 0  # frames seen whose posteriors are not yet given
+        self._state: tuple[np.ndarray, tuple] | None = None  # (window of features, times of the frames not yet answered)
 
-    def posteriors(self, strip: np.ndarray) -> np.ndarray | None:
-        """(keys, 4) posteriors of the frame ``delay`` frames before this one (None while there is none)."""
+    def posteriors(self, strip: np.ndarray, time: float | None = None) -> tuple[np.ndarray, float | None] | None:
+        """((keys, 4) posteriors, time) of the frame ``delay`` frames before this one, filmed at ``time``
+        (None while there is none)."""
         features = self.backend.key_features(strip[None], self.rest, self.pool)
-        if self._window is None:
-            self._window = np.repeat(features[None], self.span - self.delay, axis=1)
+        if self._state is None:
+            window, owed = np.repeat(features[None], self.span - self.delay, axis=1), (time,)
         else:
-            self._window = np.concatenate([self._window, features[None]], axis=1)[:, -self.span :]
-        self._owed += 1
-        return self._answer() if self._window.shape[1] == self.span else None
+            window, owed = self._state
+            window, owed = np.concatenate([window, features[None]], axis=1)[:, -self.span :], owed + (time,)
+        if window.shape[1] < self.span:
+            self._state = (window, owed)
+            return None
+        answer = (self._answer(window), owed[0])
+        self._state = (window, owed[1:])
+        return answer
 
-    def flush(self) -> list[np.ndarray]:
-        """Posteriors of the frames still owed (the last frame standing in for the frames after it)."""
+    def flush(self) -> list[tuple[np.ndarray, float | None]]:
+        """(posteriors, time) of the frames still owed (the last frame standing in for the frames after it)."""
         out = []
-        while self._owed:
-            self._window = np.concatenate([self._window, self._window[:, -1:]], axis=1)[:, -self.span :]
-            if self._window.shape[1] == self.span:
-                out.append(self._answer())
+        while self._state is not None and self._state[1]:
+            window, owed = self._state
+            window = np.concatenate([window, window[:, -1:]], axis=1)[:, -self.span :]
+            if window.shape[1] == self.span:
+                out.append((self._answer(window), owed[0]))
+                owed = owed[1:]
+            self._state = (window, owed)
         return out
 
-    def _answer(self) -> np.ndarray:
-        self._owed -= 1
-        return self.backend.head(self._window[:, :: self.stride], self.black, self.head)[0]
+    def _answer(self, window: np.ndarray) -> np.ndarray:
+        return self.backend.head(window[:, :: self.stride], self.black, self.head)[0]
 
 
 def frame_latency_ms(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int,

@@ -164,9 +164,9 @@ def _play(pipeline: Pipeline, image, t: float, sinks: list, marks: list[float], 
     """One frame through warp, model, decoder and sinks, marking the time after each stage."""
     strip = pipeline.warp(image)
     marks.append(clock())
-    probs = pipeline.posteriors(strip)
+    answer = pipeline.posteriors(strip, t)
     marks.append(clock())
-    events = pipeline.decode(probs, t)
+    events = pipeline.decode(answer)
     marks.append(clock())
     for sink in sinks:
         sink.send(events)

@@ -8,7 +8,6 @@ events are decided a few frames later, when the frames after it have been seen, 
 """
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,6 @@ class Pipeline:
         self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key, fps, head)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
-        self._times: deque = deque()  # the times of the frames whose posteriors are still to come
 
     def relocked(self, lock: Lock, frames: list[np.ndarray] | None = None) -> Pipeline:
         """A fresh pipeline on a new lock of the same keyboard (the camera moved): same model, no frames
@@ -62,23 +60,20 @@ class Pipeline:
         """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""
         return to_strip(self.lock, image, self.size, self._buffers)
 
-    def posteriors(self, strip: np.ndarray) -> np.ndarray | None:
-        """(keys, 4) posteriors of the newest frame, its features joining the recent frames' (``KeyStream``);
-        with the offline head, of the frame its look-ahead before (None at first)."""
-        return self.keys.posteriors(strip)
+    def posteriors(self, strip: np.ndarray, time: float | None = None) -> tuple[np.ndarray, float | None] | None:
+        """((keys, 4) posteriors, time) of the newest frame, filmed at ``time``, its features joining the
+        recent frames' (``KeyStream``); with the offline head, of the frame its look-ahead before (None at first)."""
+        return self.keys.posteriors(strip, time)
 
-    def decode(self, probs: np.ndarray | None, time: float | None = None) -> list[Event]:
-        """The events of the frame ``probs`` are for; ``time`` is the newest frame's (the one just warped)."""
-        self._times.append(time)
-        if probs is None:
+    def decode(self, answer: tuple[np.ndarray, float | None] | None) -> list[Event]:
+        """The events of the frame ``answer`` (``posteriors``) is for, at its time (its index / fps when None)."""
+        if answer is None:
             return []
-        return self._decode(probs, self._times.popleft())
-
-    def _decode(self, probs: np.ndarray, time: float | None) -> list[Event]:
+        probs, time = answer
         return self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)
 
     def step(self, image: np.ndarray, time: float | None = None) -> list[Event]:
-        return self.decode(self.posteriors(self.warp(image)), time)
+        return self.decode(self.posteriors(self.warp(image), time))
 
     def finish(self) -> list[Event]:
         """The events of the frames still owed (look-ahead), then note-offs for every sounding note: end of
@@ -87,5 +82,4 @@ class Pipeline:
             owed = self.keys.flush()
         except Exception:  # the model itself failed (the fault being handled): the notes end all the same
             owed = []
-        events = [e for probs in owed for e in self._decode(probs, self._times.popleft())]
-        return events + self.tracker.finish()
+        return [e for answer in owed for e in self.decode(answer)] + self.tracker.finish()

@@ -41,9 +41,9 @@ def stage_times(pipeline: Pipeline, frames: list[np.ndarray], fps: float) -> dic
         t0 = time.perf_counter()
         strip = pipeline.warp(image)
         t1 = time.perf_counter()
-        probs = pipeline.posteriors(strip)
+        answer = pipeline.posteriors(strip, i / fps)
         t2 = time.perf_counter()
-        pipeline.decode(probs, i / fps)
+        pipeline.decode(answer)
         t3 = time.perf_counter()
         for name, ms in zip(out, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
             out[name].append(ms * 1000)

@@ -66,9 +66,11 @@ def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take, fps, head):
     whole = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, fps, head=head)
     for frames in (1, 2, len(data.strips)):  # clips shorter than the look-ahead too
         stream = KeyStream(backend, data.rest, data.num_keys, data.lowest, fps, head)
-        answers = [stream.posteriors(strip) for strip in data.strips[:frames]]
+        answers = [stream.posteriors(strip, i / fps) for i, strip in enumerate(data.strips[:frames])]
         assert sum(a is None for a in answers) == min(frames, stream.delay)
-        streamed = np.stack([a for a in answers if a is not None] + stream.flush())
+        given = [a for a in answers if a is not None] + stream.flush()
+        assert [time for _, time in given] == [i / fps for i in range(frames)]  # each answer carries its own frame's time
+        streamed = np.stack([probs for probs, _ in given])
         clip = take_posteriors(backend, data.strips[:frames], data.rest, data.num_keys, data.lowest, fps, head=head)
         assert np.abs(streamed - clip).max() < 1e-5  # frame by frame == whole clip at once
     assert (stream.delay > 0) == (head == "offline")
