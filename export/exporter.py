@@ -15,7 +15,7 @@ from pianoedge.models.data import CONTEXT_FPS, TakeData
 from pianoedge.models.net import CONTEXT, HEADS, PianoNet
 from pianoedge.models.train import evaluate, load_takes_list, load_thresholds, load_weights
 from pianoedge.runtime.backend import OrtBackend, frame_latency_ms, take_posteriors
-from pianoedge.runtime.manifest import HEAD_GRAPHS, Artifact, file_entry, write_manifest
+from pianoedge.runtime.manifest import Artifact, file_entry, heads_with_graphs, write_manifest
 from pianoedge.takes import find_takes
 
 from . import onnx_export, quantize
@@ -54,8 +54,8 @@ def spread_takes(folders: list[Path], limit: int) -> list:
 
 def _ort_backend(name: str, precision: str, files: dict[str, Path]) -> OrtBackend:
     """An ONNX Runtime backend on freshly written graphs (not yet in a manifest)."""
-    heads = {name: ahead for name, ahead in HEADS.items() if HEAD_GRAPHS[name] in files}
-    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}, CONTEXT_FPS, heads))
+    return OrtBackend(Artifact(name, "ort", precision, files, onnx_export.STRIP_SIZE, CONTEXT, {}, {}, CONTEXT_FPS,
+                               heads_with_graphs(HEADS, files)))
 
 
 def check_parity(net: PianoNet, fp32: OrtBackend, data: TakeData) -> float:

@@ -87,21 +87,34 @@ def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tup
     return out[:-1], out[-1]
 
 
-def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
-    """Clips from one keyboard size (the pooling is per size) and one context stride (frame rate):
-    inputs, targets of every frame (``head_targets`` picks each head's), pooling, black flags and the stride."""
+def _clip_draws(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
+    """One batch's clips, all of one keyboard size (the pooling is per size) and one context stride (frame
+    rate), those of the first take drawn: that take, the stride, and a generator of (take index, first
+    frame) per clip, drawn as it is read (the caller's own draws for a clip come before the next clip's)."""
     first = takes[int(rng.integers(len(takes)))]
-    size, stride = first.num_keys, context_stride(first.fps)
-    pool = [t for t in takes if t.num_keys == size and context_stride(t.fps) == stride and len(t.strips) >= settings.clip]
+    stride = context_stride(first.fps)
+    pool = [i for i, t in enumerate(takes)
+            if t.num_keys == first.num_keys and context_stride(t.fps) == stride and len(t.strips) >= settings.clip]
+
+    def clips():
+        for _ in range(settings.batch):
+            index = pool[int(rng.integers(len(pool)))]
+            yield index, int(rng.integers(len(takes[index].strips) - settings.clip + 1))
+    return first, stride, clips()
+
+
+def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
+    """Clips (``_clip_draws``): inputs, targets of every frame (``head_targets`` picks each head's), pooling,
+    black flags and the stride."""
+    first, stride, draws = _clip_draws(takes, settings, rng)
     clips, rests, targets = [], [], []
-    for _ in range(settings.batch):
-        data = pool[int(rng.integers(len(pool)))]
-        start = int(rng.integers(len(data.strips) - settings.clip + 1))
+    for index, start in draws:
+        data = takes[index]
         clip, rest = _jitter(data.strips[start : start + settings.clip], data.rest, rng)
         clips.append(clip)
         rests.append(rest)
         targets.append(_targets(data, slice(start, start + settings.clip)))
-    lowest = pool[0].lowest
+    size, lowest = first.num_keys, first.lowest
     return (torch.from_numpy(np.stack(clips)), torch.from_numpy(np.stack(rests)), torch.from_numpy(np.stack(targets).astype(np.float32)),
             torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)), stride)
 
@@ -131,17 +144,14 @@ def take_feature_draws(net: PianoNet, takes: list[TakeData], seed: int, progress
 
 def _feature_batch(takes: list[TakeFeatures], settings: Settings, rng: np.random.Generator):
     """As ``_batch``, from features: (B, clip, keys, F) features, targets of every frame, black flags, stride."""
-    first = takes[int(rng.integers(len(takes)))].data
-    size, stride = first.num_keys, context_stride(first.fps)
-    pool = [t for t in takes if t.data.num_keys == size and context_stride(t.data.fps) == stride and len(t.data.strips) >= settings.clip]
+    first, stride, draws = _clip_draws([t.data for t in takes], settings, rng)
     feats, targets = [], []
-    for _ in range(settings.batch):
-        take = pool[int(rng.integers(len(pool)))]
-        start = int(rng.integers(len(take.data.strips) - settings.clip + 1))
+    for index, start in draws:
+        take = takes[index]
         feats.append(take.draws[int(rng.integers(len(take.draws)))][start : start + settings.clip])
         targets.append(_targets(take.data, slice(start, start + settings.clip)))
     return (torch.stack(feats), torch.from_numpy(np.stack(targets).astype(np.float32)),
-            torch.from_numpy(black_flags(size, first.lowest)), stride)
+            torch.from_numpy(black_flags(first.num_keys, first.lowest)), stride)
 
 
 def _targets(data: TakeData, frames: slice) -> np.ndarray:
@@ -161,12 +171,14 @@ def trained_heads(net: PianoNet, settings: Settings) -> list[str]:
 
 
 def step_loss(net: PianoNet, batch: tuple, settings: Settings) -> torch.Tensor:
-    """The loss of one ``_batch`` (or ``_feature_batch``), summed over the heads trained."""
-    if len(batch) == 6:
-        clips, rest, target, pool, black, stride = batch
-        feats = net.clip_features(clips, rest, pool)
-    else:
-        feats, target, black, stride = batch
+    """The loss of one ``_batch``, summed over the heads trained."""
+    clips, rest, target, pool, black, stride = batch
+    return heads_loss(net, net.clip_features(clips, rest, pool), target, black, stride, settings)
+
+
+def heads_loss(net: PianoNet, feats: torch.Tensor, target: torch.Tensor, black: torch.Tensor, stride: int,
+               settings: Settings) -> torch.Tensor:
+    """The loss of the heads trained on (B, L, keys, F) clip features (a ``_feature_batch`` is these inputs)."""
     return sum(loss_of(net.run_head(name, feats, black, stride), head_targets(target, name, stride), settings)
                for name in trained_heads(net, settings))
 
@@ -320,8 +332,10 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
         bar = progress_factory and progress_factory(settings.steps_per_epoch, "step", f"epoch {epoch + 1}/{settings.epochs}")
         losses, started = [], time.perf_counter()
         for _ in range(settings.steps_per_epoch):
-            batch = _feature_batch(train_feats, settings, rng) if frozen else _batch(train_takes, settings, rng)
-            loss = step_loss(net, batch, settings)
+            if frozen:
+                loss = heads_loss(net, *_feature_batch(train_feats, settings, rng), settings)
+            else:
+                loss = step_loss(net, _batch(train_takes, settings, rng), settings)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -336,14 +350,17 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
         metrics = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started}
         if val_takes:
             feats = val_feats if frozen else [take_features(net, data) for data in val_takes]
-            for head in ("live", "offline"):
+            onset = {}
+            for head in HEADS:
                 result = evaluate(net, val_takes, probs=[posteriors(net, d, head=head, feats=f) for d, f in zip(val_takes, feats)])[0]
-                metrics.update(result if head == "live" else {"offline_onset_f1": result["onset_f1"]})
+                onset[head] = result["onset_f1"]
+                if head == "live":
+                    metrics.update(result)
+            metrics["offline_onset_f1"] = onset["offline"]
         log(json.dumps(metrics))
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        key = (np.mean([metrics[("offline_" if h == "offline" else "") + "onset_f1"] for h in trained_heads(net, settings)])
-               if val_takes else -metrics["loss"])
+        key = np.mean([onset[h] for h in trained_heads(net, settings)]) if val_takes else -metrics["loss"]
         if best is None or key >= best["key"]:
             best = {"key": key, **metrics}
             kept = {"decoder": asdict(load_thresholds(init))} if frozen else {}  # the live head is the init's: so is its decoder

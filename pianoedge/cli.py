@@ -114,10 +114,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from pianoedge.models.data import load_take
         from pianoedge.models.decode import Thresholds, decode
         from pianoedge.runtime.backend import OrtBackend, take_posteriors
+        from pianoedge.runtime.manifest import file_head
 
         backend = OrtBackend.named(args.backend)
         thresholds = Thresholds(**backend.artifact.decoder)
-        head = args.head or ("offline" if "offline" in backend.artifact.heads else "live")
+        head = args.head or file_head(backend.artifact.heads)
         backend.artifact.look_ahead(head)  # a clear error now if the model lacks it
 
         def transcribe(take):
@@ -126,12 +127,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return decode(probs, data.lowest, data.fps, thresholds), data.fps, len(data.strips)
     else:
         from pianoedge.models import decode, train
+        from pianoedge.runtime.manifest import file_head
 
         folder = args.model or train.WEIGHTS
         if args.tune:
             train.retune(folder, train.load_takes_list(takes, _progress(0, "take", "loading")), velocity_only=args.tune == "velocity")
         net, thresholds = train.load_weights(folder), train.load_thresholds(folder)
-        head = args.head or ("offline" if "offline" in net.heads() else "live")
+        head = args.head or file_head(net.heads())
         if head not in net.heads():
             raise PianoedgeError(f"the model in {folder} has no {head} head: train one (pianoedge train --heads offline --init {folder})")
 

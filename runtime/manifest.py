@@ -62,6 +62,17 @@ class Artifact:
         return self.heads[head]
 
 
+def heads_with_graphs(heads: dict[str, int], files: dict) -> dict[str, int]:
+    """The heads (name: look-ahead) whose graphs are among ``files`` (all of them for an artifact with no
+    files: PyTorch)."""
+    return {head: ahead for head, ahead in heads.items() if not files or HEAD_GRAPHS[head] in files}
+
+
+def file_head(heads) -> str:
+    """The head that judges files (``transcribe``, ``eval``): the offline one where the model has it, else the live one."""
+    return "offline" if "offline" in heads else "live"
+
+
 def read_manifest(path: str | Path = MANIFEST) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -92,7 +103,7 @@ def load_artifact(name: str, path: str | Path = MANIFEST) -> Artifact:
             raise PianoedgeError(f"model file {file} does not match its sha256 in {path} (corrupt or tampered); "
                                  f"restore it (git checkout / the bundle) or export the models again")
         files[graph] = file
-    heads = {head: ahead for head, ahead in manifest.get("heads", {"live": 0}).items() if not files or HEAD_GRAPHS[head] in files}
+    heads = heads_with_graphs(manifest.get("heads", {"live": 0}), files)
     return Artifact(name, entry["backend"], entry["precision"], files, tuple(manifest["strip_size"]),
                     int(manifest["context"]), dict(manifest.get("decoder", {})), dict(entry.get("metrics", {})),
                     manifest.get("context_fps"), heads)

@@ -18,6 +18,7 @@ from pianoedge.notes import Note, write_notes
 
 from . import audio, live
 from .backend import open_backend
+from .manifest import file_head
 from .sinks import EventLog
 from .source import FileSource
 
@@ -53,8 +54,7 @@ def transcribe(video: str | Path, outputs: Outputs, lock_path: Path | None = Non
     source = FileSource(video)
     log = EventLog()
     view = _ProgressBar(progress, source.frame_count or 0, video.name) if progress else None
-    head = "offline" if "offline" in backend.artifact.heads else "live"
-    result = live.run(source, [log], lock_path, keys, backend, status=view, head=head)
+    result = live.run(source, [log], lock_path, keys, backend, status=view, head=file_head(backend.artifact.heads))
     notes = events_to_notes(log.events)
     write_notes(outputs.midi, notes)
     if outputs.csv:
