@@ -5,7 +5,8 @@ onset (a rising onset probability above ``Thresholds.onset``), or on a key held 
 two frames that no onset announced; it is sustained by the frame output with hysteresis (off below
 ``Thresholds.frame_off``); a new onset peak while a note sounds re-triggers it (a repeated note).
 Frame by frame, causal: the live runtime emits each event the moment its frame is decoded.
-numpy only.
+Where latency is free (a file), each note's start then moves to the peak of its onset posterior,
+between frames (``peak_timed``). numpy only.
 """
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pianoedge import keys as K
 from pianoedge.notes import Note
 
 MIN_VELOCITY = 1
+# where a note's onset posterior peaks is looked for from this many frames before the frame that started
+# it to this long after (the tracker starts a note on the first frame above threshold: early on a
+# posterior that rises over frames); chosen on validation takes, see BENCHMARKS.md
+PEAK_FRAMES_BEFORE = 1
+PEAK_SECONDS_AFTER = 0.067
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,11 @@ class NoteTracker:
         self._on = (self._on & ~release) | start
         return events
 
+    @property
+    def time(self) -> float:
+        """The instant of the frame stepped last."""
+        return self._last
+
     def finish(self) -> list[Event]:
         """Note-offs for every note still sounding (end of input, shutdown or fault), one frame after the last."""
         t = self._last + 1 / self.fps if self._frame else 0.0
@@ -110,10 +122,64 @@ def events_to_notes(events: list[Event]) -> list[Note]:
     return sorted(notes, key=lambda n: (n.start, n.pitch))
 
 
-def decode(posteriors: np.ndarray, lowest: int, fps: float, thresholds: Thresholds = Thresholds()) -> list[Note]:
-    """(frames, keys, 4) posteriors (P(down), P(onset), P(offset), velocity 0..1) -> notes."""
+@dataclass
+class OnsetTrack:
+    """Every decoded frame's instant and onset posteriors by pitch, kept where latency is free (a file)
+    so that ``peak_timed`` can place the notes' starts between frames."""
+
+    times: list[float] = field(default_factory=list)
+    onsets: list[np.ndarray] = field(default_factory=list)  # (88,) per frame, 0 for keys the keyboard lacks
+
+    def add(self, time: float, onset: np.ndarray, lowest: int) -> None:
+        """One frame's (keys,) onset posteriors, of a keyboard whose lowest key is ``lowest``."""
+        by_pitch = np.zeros(K.NUM_SLOTS, np.float32)
+        by_pitch[lowest - K.LOWEST_PITCH : lowest - K.LOWEST_PITCH + len(onset)] = onset
+        self.times.append(time)
+        self.onsets.append(by_pitch)
+
+
+def peak_timed(notes: list[Note], track: OnsetTrack) -> list[Note]:
+    """``notes`` with each start moved to the peak of its key's onset posterior near the frame that
+    started it (from ``PEAK_FRAMES_BEFORE`` frames before to ``PEAK_SECONDS_AFTER`` after, short of
+    the key's next note), between frames where the parabola through the peak and its neighbours says."""
+    times, onsets = np.asarray(track.times, float), np.asarray(track.onsets)
+    if len(times) < 3 or not notes:
+        return notes
+    after = max(1, round(PEAK_SECONDS_AFTER / float(np.median(np.diff(times)))))
+    nearest = np.clip(np.searchsorted(times, [n.start for n in notes]), 1, len(times) - 1)
+    starts = [int(i - (n.start - times[i - 1] < times[i] - n.start)) for i, n in zip(nearest, notes)]
+    by_pitch: dict[int, list[int]] = {}
+    for n, f in zip(notes, starts):
+        by_pitch.setdefault(n.pitch, []).append(f)
+    by_pitch = {pitch: np.sort(frames) for pitch, frames in by_pitch.items()}
+    timed = []
+    for n, f in zip(notes, starts):
+        curve, same = onsets[:, n.pitch - K.LOWEST_PITCH], by_pitch[n.pitch]
+        following = same[np.searchsorted(same, f, side="right")] if same[-1] > f else len(times)  # the key's next note
+        lo, hi = max(f - PEAK_FRAMES_BEFORE, 0), max(min(f + after, len(times) - 1, following - 1), f)
+        j = lo + int(np.argmax(curve[lo : hi + 1]))
+        shift = 0.0
+        if 0 < j < len(times) - 1:
+            a, b, c = curve[j - 1], curve[j], curve[j + 1]
+            bend = a - 2 * b + c
+            shift = float(np.clip(0.5 * (a - c) / bend, -0.5, 0.5)) if abs(bend) > 1e-6 else 0.0
+        start = max(times[j] + shift * (times[j + 1] - times[j] if shift > 0 else times[j] - times[j - 1]), 0.0)
+        timed.append(Note(n.pitch, start, max(n.end, start + 1e-3), n.velocity))
+    return sorted(timed, key=lambda n: (n.start, n.pitch))
+
+
+def decode(posteriors: np.ndarray, lowest: int, fps: float, thresholds: Thresholds = Thresholds(),
+           peak_timing: bool = True) -> list[Note]:
+    """(frames, keys, 4) posteriors (P(down), P(onset), P(offset), velocity 0..1) -> notes, their
+    starts ``peak_timed`` as a file's (False: the frames the live tracker sends them at)."""
     tracker = NoteTracker(lowest, posteriors.shape[1], fps, thresholds)
     events = []
     for p in posteriors:
         events += tracker.step(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
-    return events_to_notes(events + tracker.finish())
+    notes = events_to_notes(events + tracker.finish())
+    if not peak_timing:
+        return notes
+    track = OnsetTrack()
+    for i, p in enumerate(posteriors):
+        track.add(i / fps, p[:, 1], lowest)
+    return peak_timed(notes, track)

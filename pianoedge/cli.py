@@ -100,6 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     takes = [t for d in args.data for t in find_takes(d)]
     if not takes:
         raise PianoedgeError(f"no takes (NAME.mp4 + NAME.mid) in {', '.join(map(str, args.data))}")
+    as_file = args.head != "live"  # notes as transcribe writes them (peak-timed starts); --head live: as run sends them
     if args.model and (args.model / "seed.pt").is_file():
         from pianoedge.models import seed
 
@@ -124,7 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         def transcribe(take):
             data = load_take(take, backend.artifact.strip_size)
             probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps, head=head)
-            return decode(probs, data.lowest, data.fps, thresholds), data.fps, len(data.strips)
+            return decode(probs, data.lowest, data.fps, thresholds, as_file), data.fps, len(data.strips)
     else:
         from pianoedge.models import decode, train
         from pianoedge.runtime.manifest import file_head
@@ -139,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         def transcribe(take):
             data = train.load_takes_list([take])[0]
-            return decode.decode(train.posteriors(net, data, head=head), data.lowest, data.fps, thresholds), data.fps, len(data.strips)
+            return decode.decode(train.posteriors(net, data, head=head), data.lowest, data.fps, thresholds, as_file), data.fps, len(data.strips)
 
     args.rolls.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -318,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "pianonet.json; the scores are then on the takes tuned on")
     ev.add_argument("--head", choices=("live", "offline"),
                     help="which PianoNet head to score: offline (looks ahead, what transcribe uses; the default where the model "
-                         "has one) or live (causal, what run uses)")
+                         "has one) or live (causal, what run uses: notes start on the frame that decided them, as run sends "
+                         "them, not at their onset posterior's peak as transcribe writes them)")
     ev.set_defaults(func=cmd_eval)
 
     rn = sub.add_parser("run", help="live: camera (or video) in, MIDI out, until stopped",

@@ -5,6 +5,8 @@ With the live head (``run``'s default) it is causal: a frame's events are decide
 arrives (zero frames of added latency beyond the frame's own processing); velocity comes from the
 frames up to the onset. With the offline head (``transcribe``'s, or ``run --look-ahead``) a frame's
 events are decided a few frames later, when the frames after it have been seen, and carry its own time.
+Given an ``OnsetTrack`` (a file's transcription), it also keeps every frame's onset posteriors, for
+placing the notes' starts between frames once the file ends (``decode.peak_timed``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pianoedge.calibration import acquire
 from pianoedge.calibration.lockfile import Lock
 from pianoedge.errors import PianoedgeError
 from pianoedge.models.data import rest_view, to_strip
-from pianoedge.models.decode import Event, NoteTracker, Thresholds
+from pianoedge.models.decode import Event, NoteTracker, OnsetTrack, Thresholds
 
 from .backend import KeyStream
 
@@ -41,9 +43,9 @@ def rest_strip(lock: Lock, frames: list[np.ndarray], size: tuple[int, int]) -> n
 class Pipeline:
     """Feed frames (BGR images) one at a time; get the note events each one decides."""
 
-    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float, head: str = "live"):
+    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float, head: str = "live", track: OnsetTrack | None = None):
         artifact = backend.artifact
-        self.backend, self.rest, self.fps, self.head = backend, rest, fps, head
+        self.backend, self.rest, self.fps, self.head, self.track = backend, rest, fps, head, track
         self.lock, self.size = lock, artifact.strip_size
         self.keys = KeyStream(backend, rest, lock.num_keys, lock.lowest_key, fps, head)
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
@@ -54,7 +56,7 @@ class Pipeline:
         of context, no notes sounding; the keys at rest seen again in ``frames`` when given (the frames
         of a full lock), else as before."""
         rest = rest_strip(lock, frames, self.size) if frames else self.rest
-        return Pipeline(lock, self.backend, rest, self.fps, self.head)
+        return Pipeline(lock, self.backend, rest, self.fps, self.head, self.track)
 
     def warp(self, image: np.ndarray) -> np.ndarray:
         """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""
@@ -70,7 +72,10 @@ class Pipeline:
         if answer is None:
             return []
         probs, time = answer
-        return self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)
+        events = self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)
+        if self.track is not None:
+            self.track.add(self.tracker.time, probs[:, 1], self.lock.lowest_key)
+        return events
 
     def step(self, image: np.ndarray, time: float | None = None) -> list[Event]:
         return self.decode(self.posteriors(self.warp(image), time))

@@ -81,7 +81,7 @@ def test_decoder_onsets_repeats_flicker_and_hovering():
     p[20, 50, 1] = 0.85
     # key 60: a finger hovering (frame output unsure, no onset): no note
     p[:, 60, 0] = 0.6
-    notes = decode(p, 21, FPS)
+    notes = decode(p, 21, FPS, peak_timing=False)  # the tracker's own frames (peak timing: the next test)
     by_pitch = {}
     for n in notes:
         by_pitch.setdefault(n.pitch, []).append(n)
@@ -90,6 +90,27 @@ def test_decoder_onsets_repeats_flicker_and_hovering():
     assert long.start == pytest.approx(2 / FPS) and long.end == pytest.approx(30 / FPS) and long.velocity == 100
     first, second = by_pitch[71]
     assert (first.start, first.end, second.start, second.end) == pytest.approx((5 / FPS, 20 / FPS, 20 / FPS, 35 / FPS))
+
+
+def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_between_frames():
+    """The tracker starts a note on the first frame above the onset threshold, early on a posterior that
+    rises over several frames; a file's notes start at its peak, between frames, and never reach past
+    the key's next note."""
+    p = posteriors_for(40)
+    frames = np.arange(40)
+    p[:, 10, 1] = np.exp(-(((frames - 11.3) / 1.5) ** 2))  # key 31's onset posterior peaks 0.3 frames after frame 11
+    p[10:25, 10, 0] = 0.95
+    p[:, 20, 1] = 0.8 * np.exp(-(((frames - 30.0) / 0.6) ** 2))  # key 41: a repeat 2 frames after the first onset,
+    p[:, 20, 1] += np.exp(-(((frames - 32.4) / 0.9) ** 2))  # its posterior higher on frame 32 than the first's peak
+    p[29:38, 20, 0] = 0.95
+    shipped_like = Thresholds(onset=0.3, rearm=0.18)
+    live, timed = (decode(p, 21, FPS, shipped_like, peak_timing=peak) for peak in (False, True))
+    assert [(n.pitch, round(n.start * FPS)) for n in live] == [(31, 10), (41, 30), (41, 32)]  # first frames above 0.3
+    assert [n.pitch for n in timed] == [31, 41, 41]
+    assert timed[0].start * FPS == pytest.approx(11.3, abs=0.15)
+    assert timed[1].start * FPS == pytest.approx(30.0, abs=0.15)  # its window stops short of the repeat's frame
+    assert timed[2].start * FPS == pytest.approx(32.4, abs=0.15)
+    assert [(n.end, n.velocity) for n in timed] == [(n.end, n.velocity) for n in live]
 
 
 def test_decoder_starts_a_clearly_held_key_without_onset_and_releases_everything_at_the_end():
