@@ -78,7 +78,7 @@ def measure(backend, takes: list[TakeData], thresholds) -> dict:
     for head in backend.artifact.heads if takes else ():
         probs = [take_posteriors(backend, d.strips, d.rest, d.num_keys, d.lowest, d.fps, head=head) for d in takes]
         result["metrics" if head == "live" else f"metrics_{head}"] = evaluate(None, takes, thresholds, probs,
-                                                                          peak_timing=head != "live")[0]  # as run / transcribe time notes
+                                                                          as_file=head != "live")[0]  # as run / transcribe time notes
     sample = takes[0] if takes else None
     strips = sample.strips[:LATENCY_FRAMES] if sample else np.random.default_rng(0).integers(0, 256, (50, *onnx_export.STRIP_SIZE[::-1]), np.uint8)
     rest = sample.rest if sample else strips[0]

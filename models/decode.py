@@ -6,11 +6,11 @@ two frames that no onset announced; it is sustained by the frame output with hys
 ``Thresholds.frame_off``); a new onset peak while a note sounds re-triggers it (a repeated note).
 Frame by frame, causal: the live runtime emits each event the moment its frame is decoded.
 Where latency is free (a file), each note's start then moves to the peak of its onset posterior,
-between frames (``peak_timed``). numpy only.
+between frames, and short notes are lengthened (``file_notes``). numpy only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,6 +23,9 @@ MIN_VELOCITY = 1
 # posterior that rises over frames); chosen on validation takes, see BENCHMARKS.md
 PEAK_FRAMES_BEFORE = 1
 PEAK_SECONDS_AFTER = 0.067
+# a file's notes last at least this long: the frame output often lets a struck key go after a frame or
+# two (a quarter of the notes found lasted under 50 ms, no true one did); chosen on validation takes
+MIN_FILE_NOTE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def events_to_notes(events: list[Event]) -> list[Note]:
 @dataclass
 class OnsetTrack:
     """Every decoded frame's instant and onset posteriors by pitch, kept where latency is free (a file)
-    so that ``peak_timed`` can place the notes' starts between frames."""
+    so that ``file_notes`` can place the notes' starts between frames."""
 
     times: list[float] = field(default_factory=list)
     onsets: list[np.ndarray] = field(default_factory=list)  # (88,) per frame, 0 for keys the keyboard lacks
@@ -138,10 +141,12 @@ class OnsetTrack:
         self.onsets.append(by_pitch)
 
 
-def peak_timed(notes: list[Note], track: OnsetTrack) -> list[Note]:
-    """``notes`` with each start moved to the peak of its key's onset posterior near the frame that
-    started it (from ``PEAK_FRAMES_BEFORE`` frames before to ``PEAK_SECONDS_AFTER`` after, short of
-    the key's next note), between frames where the parabola through the peak and its neighbours says."""
+def file_notes(notes: list[Note], track: OnsetTrack) -> list[Note]:
+    """``notes`` as a file's transcription writes them: each start moved to the peak of its key's onset
+    posterior near the frame that started it (from ``PEAK_FRAMES_BEFORE`` frames before to
+    ``PEAK_SECONDS_AFTER`` after, short of the key's next note), between frames where the parabola
+    through the peak and its neighbours says; each note then at least ``MIN_FILE_NOTE_SECONDS`` long
+    and ending by the key's next start."""
     times, onsets = np.asarray(track.times, float), np.asarray(track.onsets)
     if len(times) < 3 or not notes:
         return notes
@@ -163,23 +168,26 @@ def peak_timed(notes: list[Note], track: OnsetTrack) -> list[Note]:
             a, b, c = curve[j - 1], curve[j], curve[j + 1]
             bend = a - 2 * b + c
             shift = float(np.clip(0.5 * (a - c) / bend, -0.5, 0.5)) if abs(bend) > 1e-6 else 0.0
-        start = max(times[j] + shift * (times[j + 1] - times[j] if shift > 0 else times[j] - times[j - 1]), 0.0)
-        timed.append(Note(n.pitch, start, max(n.end, start + 1e-3), n.velocity))
-    return sorted(timed, key=lambda n: (n.start, n.pitch))
+        start = max(float(times[j] + shift * (times[j + 1] - times[j] if shift > 0 else times[j] - times[j - 1])), 0.0)
+        timed.append(Note(n.pitch, start, max(n.end, start + MIN_FILE_NOTE_SECONDS), n.velocity))
+    timed.sort(key=lambda n: (n.pitch, n.start))
+    nexts = [m.start if m.pitch == n.pitch else np.inf for n, m in zip(timed, timed[1:])] + [np.inf]
+    return sorted((replace(n, end=max(min(n.end, following), n.start + 1e-3)) for n, following in zip(timed, nexts)),
+                  key=lambda n: (n.start, n.pitch))
 
 
 def decode(posteriors: np.ndarray, lowest: int, fps: float, thresholds: Thresholds = Thresholds(),
-           peak_timing: bool = True) -> list[Note]:
-    """(frames, keys, 4) posteriors (P(down), P(onset), P(offset), velocity 0..1) -> notes, their
-    starts ``peak_timed`` as a file's (False: the frames the live tracker sends them at)."""
+           as_file: bool = True) -> list[Note]:
+    """(frames, keys, 4) posteriors (P(down), P(onset), P(offset), velocity 0..1) -> notes, ``file_notes``
+    as a file's transcription writes them (``as_file`` False: as the live tracker sends them)."""
     tracker = NoteTracker(lowest, posteriors.shape[1], fps, thresholds)
     events = []
     for p in posteriors:
         events += tracker.step(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
     notes = events_to_notes(events + tracker.finish())
-    if not peak_timing:
+    if not as_file:
         return notes
     track = OnsetTrack()
     for i, p in enumerate(posteriors):
         track.add(i / fps, p[:, 1], lowest)
-    return peak_timed(notes, track)
+    return file_notes(notes, track)

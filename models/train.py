@@ -219,13 +219,13 @@ def posteriors(net: PianoNet, data: TakeData, chunk: int = 256, head: str = "liv
 
 
 def evaluate(net: PianoNet, takes: list[TakeData], thresholds: Thresholds | None = None,
-             probs: list[np.ndarray] | None = None, head: str = "live", peak_timing: bool = True) -> tuple[dict[str, float], list[dict]]:
+             probs: list[np.ndarray] | None = None, head: str = "live", as_file: bool = True) -> tuple[dict[str, float], list[dict]]:
     """Metrics per take and their mean (evaluate.METRICS) of head ``head``; ``probs``: the takes' posteriors
-    when already computed; ``peak_timing``: notes as a file's transcription times them (see ``decode``)."""
+    when already computed; ``as_file``: notes as a file's transcription times them (see ``decode``)."""
     probs = probs or [posteriors(net, data, head=head) for data in takes]
     per_take = []
     for data, p in zip(takes, probs):
-        pred = decode(p, data.lowest, data.fps, thresholds or Thresholds(), peak_timing)
+        pred = decode(p, data.lowest, data.fps, thresholds or Thresholds(), as_file)
         per_take.append({"take": data.name, **score(data.notes, pred, data.fps, len(data.strips))})
     keys = [k for k in per_take[0] if k != "take"]
     return {k: mean_of([r[k] for r in per_take]) for k in keys}, per_take
@@ -353,7 +353,7 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
             onset = {}
             for head in HEADS:
                 result = evaluate(net, val_takes, probs=[posteriors(net, d, head=head, feats=f) for d, f in zip(val_takes, feats)],
-                                  peak_timing=head != "live")[0]  # each head's notes as run / transcribe time them
+                                  as_file=head != "live")[0]  # each head's notes as run / transcribe time them
                 onset[head] = result["onset_f1"]
                 if head == "live":
                     metrics.update(result)

@@ -103,7 +103,7 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
     object already opened; ``status`` sees every frame (``update(events, work_ms, dropped)``, ``say(text)``
     for a message such as a lost lock, ``close()``); ``head``: the model's live head (no added latency) or
     its offline head (more accurate; each frame's notes come its look-ahead later); ``track``: keeps every
-    frame's onset posteriors (``Pipeline``), for a file's ``peak_timed`` notes."""
+    frame's onset posteriors (``Pipeline``), for a file's ``file_notes`` notes."""
     sinks = [open_sink(spec, rtp_allow) if isinstance(spec, str) else spec for spec in sink_specs]
     backend = open_backend(backend_name) if backend_name is None or isinstance(backend_name, str) else backend_name
     source = open_source(source_uri) if isinstance(source_uri, (str, Path)) else source_uri

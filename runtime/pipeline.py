@@ -6,7 +6,7 @@ arrives (zero frames of added latency beyond the frame's own processing); veloci
 frames up to the onset. With the offline head (``transcribe``'s, or ``run --look-ahead``) a frame's
 events are decided a few frames later, when the frames after it have been seen, and carry its own time.
 Given an ``OnsetTrack`` (a file's transcription), it also keeps every frame's onset posteriors, for
-placing the notes' starts between frames once the file ends (``decode.peak_timed``).
+placing the notes' starts between frames once the file ends (``decode.file_notes``).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pianoedge import keys as K
-from pianoedge.models.decode import NoteTracker, Thresholds, decode, events_to_notes
+from pianoedge.models.decode import MIN_FILE_NOTE_SECONDS, NoteTracker, Thresholds, decode, events_to_notes
 from pianoedge.models.evaluate import score
 from pianoedge.notes import Note
 
@@ -81,7 +81,7 @@ def test_decoder_onsets_repeats_flicker_and_hovering():
     p[20, 50, 1] = 0.85
     # key 60: a finger hovering (frame output unsure, no onset): no note
     p[:, 60, 0] = 0.6
-    notes = decode(p, 21, FPS, peak_timing=False)  # the tracker's own frames (peak timing: the next test)
+    notes = decode(p, 21, FPS, as_file=False)  # the tracker's own frames (peak timing: the next test)
     by_pitch = {}
     for n in notes:
         by_pitch.setdefault(n.pitch, []).append(n)
@@ -92,10 +92,10 @@ def test_decoder_onsets_repeats_flicker_and_hovering():
     assert (first.start, first.end, second.start, second.end) == pytest.approx((5 / FPS, 20 / FPS, 20 / FPS, 35 / FPS))
 
 
-def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_between_frames():
+def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_and_last_a_minimum_time():
     """The tracker starts a note on the first frame above the onset threshold, early on a posterior that
-    rises over several frames; a file's notes start at its peak, between frames, and never reach past
-    the key's next note."""
+    rises over several frames; a file's notes start at its peak, between frames, never reaching past
+    the key's next note, and last at least MIN_FILE_NOTE_SECONDS without running into the key's next note."""
     p = posteriors_for(40)
     frames = np.arange(40)
     p[:, 10, 1] = np.exp(-(((frames - 11.3) / 1.5) ** 2))  # key 31's onset posterior peaks 0.3 frames after frame 11
@@ -103,14 +103,19 @@ def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_between_frames():
     p[:, 20, 1] = 0.8 * np.exp(-(((frames - 30.0) / 0.6) ** 2))  # key 41: a repeat 2 frames after the first onset,
     p[:, 20, 1] += np.exp(-(((frames - 32.4) / 0.9) ** 2))  # its posterior higher on frame 32 than the first's peak
     p[29:38, 20, 0] = 0.95
+    p[5, 30, 1], p[5, 30, 0] = 0.9, 0.9  # key 51: struck, but the frame output lets it go after one frame
     shipped_like = Thresholds(onset=0.3, rearm=0.18)
-    live, timed = (decode(p, 21, FPS, shipped_like, peak_timing=peak) for peak in (False, True))
-    assert [(n.pitch, round(n.start * FPS)) for n in live] == [(31, 10), (41, 30), (41, 32)]  # first frames above 0.3
-    assert [n.pitch for n in timed] == [31, 41, 41]
-    assert timed[0].start * FPS == pytest.approx(11.3, abs=0.15)
-    assert timed[1].start * FPS == pytest.approx(30.0, abs=0.15)  # its window stops short of the repeat's frame
-    assert timed[2].start * FPS == pytest.approx(32.4, abs=0.15)
-    assert [(n.end, n.velocity) for n in timed] == [(n.end, n.velocity) for n in live]
+    live, timed = (decode(p, 21, FPS, shipped_like, as_file=as_file) for as_file in (False, True))
+    assert [(n.pitch, round(n.start * FPS)) for n in live] == [(51, 5), (31, 10), (41, 30), (41, 32)]  # first frames above 0.3
+    assert [n.pitch for n in timed] == [51, 31, 41, 41]
+    short, long, first, repeat = timed
+    assert long.start * FPS == pytest.approx(11.3, abs=0.15)
+    assert first.start * FPS == pytest.approx(30.0, abs=0.15)  # its window stops short of the repeat's frame
+    assert repeat.start * FPS == pytest.approx(32.4, abs=0.15)
+    assert live[0].end - live[0].start == pytest.approx(1 / FPS) and short.end - short.start == pytest.approx(MIN_FILE_NOTE_SECONDS)
+    assert first.end == repeat.start  # lengthened up to the repeat, not over it
+    assert (long.end, repeat.end) == (live[1].end, live[3].end)
+    assert [n.velocity for n in timed] == [n.velocity for n in live]
 
 
 def test_decoder_starts_a_clearly_held_key_without_onset_and_releases_everything_at_the_end():

@@ -79,7 +79,7 @@ def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take, fps, head):
     for frame in FileSource(find_takes(tiny_take)[0].video):
         events += pipeline.step(frame.image, frame.time if fps == data.fps else None)  # as if at 60 fps: times from the rate
     events += pipeline.finish()
-    expected = decode(whole, data.lowest, fps, Thresholds(**backend.artifact.decoder), peak_timing=False)  # as the tracker sends them
+    expected = decode(whole, data.lowest, fps, Thresholds(**backend.artifact.decoder), as_file=False)  # as the tracker sends them
     assert [(n.pitch, round(n.start, 4)) for n in events_to_notes(events)] == [(n.pitch, round(n.start, 4)) for n in expected]
     ons = sum(e.velocity > 0 for e in events)
     assert ons == sum(e.velocity == 0 for e in events)  # every note-on has its note-off: nothing left sounding
@@ -286,7 +286,7 @@ def test_run_plays_the_live_head_unless_told_to_look_ahead(tiny_take, tmp_path):
                      "--backend", "ort", *flags)
         assert result.returncode == 0, result.stderr
         probs = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps, head=head)
-        expected = decode(probs, data.lowest, data.fps, Thresholds(**backend.artifact.decoder), peak_timing=False)  # as run sends them
+        expected = decode(probs, data.lowest, data.fps, Thresholds(**backend.artifact.decoder), as_file=False)  # as run sends them
         played[head] = [(n.pitch, n.velocity) for n in read_notes(out)]
         assert played[head] == [(n.pitch, n.velocity) for n in expected], head
     assert played["live"] != played["offline"]  # the heads differ on this take, so the test tells which one played
