@@ -150,7 +150,8 @@ def file_notes(notes: list[Note], track: OnsetTrack) -> list[Note]:
     times, onsets = np.asarray(track.times, float), np.asarray(track.onsets)
     if len(times) < 3 or not notes:
         return notes
-    after = max(1, round(PEAK_SECONDS_AFTER / float(np.median(np.diff(times)))))
+    period = float(np.median(np.diff(times)))  # a frame (a lost lock leaves gaps in the track)
+    after = max(1, round(PEAK_SECONDS_AFTER / period))
     nearest = np.clip(np.searchsorted(times, [n.start for n in notes]), 1, len(times) - 1)
     starts = [int(i - (n.start - times[i - 1] < times[i] - n.start)) for i, n in zip(nearest, notes)]
     by_pitch: dict[int, list[int]] = {}
@@ -168,7 +169,7 @@ def file_notes(notes: list[Note], track: OnsetTrack) -> list[Note]:
             a, b, c = curve[j - 1], curve[j], curve[j + 1]
             bend = a - 2 * b + c
             shift = float(np.clip(0.5 * (a - c) / bend, -0.5, 0.5)) if abs(bend) > 1e-6 else 0.0
-        start = max(float(times[j] + shift * (times[j + 1] - times[j] if shift > 0 else times[j] - times[j - 1])), 0.0)
+        start = max(float(times[j]) + shift * period, 0.0)
         timed.append(Note(n.pitch, start, max(n.end, start + MIN_FILE_NOTE_SECONDS), n.velocity))
     timed.sort(key=lambda n: (n.pitch, n.start))
     nexts = [m.start if m.pitch == n.pitch else np.inf for n, m in zip(timed, timed[1:])] + [np.inf]

@@ -100,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     takes = [t for d in args.data for t in find_takes(d)]
     if not takes:
         raise PianoedgeError(f"no takes (NAME.mp4 + NAME.mid) in {', '.join(map(str, args.data))}")
-    as_file = args.head != "live"  # notes as transcribe writes them (peak-timed starts); --head live: as run sends them
+    as_file = args.head != "live"  # notes as transcribe writes them (decode.file_notes); --head live: as run sends them
     if args.model and (args.model / "seed.pt").is_file():
         from pianoedge.models import seed
 
