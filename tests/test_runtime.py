@@ -272,7 +272,7 @@ def test_transcribe_gives_exactly_what_eval_scores(tiny_take, tmp_path):
 
 def test_run_plays_the_live_head_unless_told_to_look_ahead(tiny_take, tmp_path):
     """`run` decides with the causal head (no added latency); `run --look-ahead` with the offline head,
-    exactly as `transcribe` does."""
+    the notes `transcribe` finds (sent on the frame that decides them: transcribe then re-times them)."""
     from pianoedge.notes import read_notes
 
     take = find_takes(tiny_take)[0]
