@@ -153,16 +153,13 @@ def file_notes(notes: list[Note], track: OnsetTrack) -> list[Note]:
     period = float(np.median(np.diff(times)))  # a frame (a lost lock leaves gaps in the track)
     after = max(1, round(PEAK_SECONDS_AFTER / period))
     nearest = np.clip(np.searchsorted(times, [n.start for n in notes]), 1, len(times) - 1)
-    starts = [int(i - (n.start - times[i - 1] < times[i] - n.start)) for i, n in zip(nearest, notes)]
-    by_pitch: dict[int, list[int]] = {}
-    for n, f in zip(notes, starts):
-        by_pitch.setdefault(n.pitch, []).append(f)
-    by_pitch = {pitch: np.sort(frames) for pitch, frames in by_pitch.items()}
+    frames = [int(i - (n.start - times[i - 1] < times[i] - n.start)) for i, n in zip(nearest, notes)]
+    keyed = sorted(zip(frames, notes), key=lambda fn: (fn[1].pitch, fn[0]))  # each key's notes in order
+    following = [g if m.pitch == n.pitch else len(times) for (_, n), (g, m) in zip(keyed, keyed[1:])] + [len(times)]
     timed = []
-    for n, f in zip(notes, starts):
-        curve, same = onsets[:, n.pitch - K.LOWEST_PITCH], by_pitch[n.pitch]
-        following = same[np.searchsorted(same, f, side="right")] if same[-1] > f else len(times)  # the key's next note
-        lo, hi = max(f - PEAK_FRAMES_BEFORE, 0), max(min(f + after, len(times) - 1, following - 1), f)
+    for (f, n), next_frame in zip(keyed, following):  # next_frame: where the key's next note starts
+        curve = onsets[:, n.pitch - K.LOWEST_PITCH]
+        lo, hi = max(f - PEAK_FRAMES_BEFORE, 0), max(min(f + after, len(times) - 1, next_frame - 1), f)
         j = lo + int(np.argmax(curve[lo : hi + 1]))
         shift = 0.0
         if 0 < j < len(times) - 1:
