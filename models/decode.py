@@ -6,7 +6,8 @@ two frames that no onset announced; it is sustained by the frame output with hys
 ``Thresholds.frame_off``); a new onset peak while a note sounds re-triggers it (a repeated note).
 Frame by frame, causal: the live runtime emits each event the moment its frame is decoded.
 Where latency is free (a file), each note's start then moves to the peak of its onset posterior,
-between frames, and short notes are lengthened (``file_notes``). numpy only.
+and its end to where P(down) fell through the release level, both between frames, and short notes are
+lengthened (``file_notes``). numpy only.
 """
 from __future__ import annotations
 
@@ -126,39 +127,48 @@ def events_to_notes(events: list[Event]) -> list[Note]:
 
 
 @dataclass
-class OnsetTrack:
-    """Every decoded frame's instant and onset posteriors by pitch, kept where latency is free (a file)
-    so that ``file_notes`` can place the notes' starts between frames."""
+class PosteriorTrack:
+    """Every decoded frame's instant and its onset and key-down posteriors by pitch, kept where latency is
+    free (a file) so that ``file_notes`` can place the notes' starts and ends between frames."""
 
     times: list[float] = field(default_factory=list)
     onsets: list[np.ndarray] = field(default_factory=list)  # (88,) per frame, 0 for keys the keyboard lacks
+    downs: list[np.ndarray] = field(default_factory=list)  # (88,) P(down) per frame, likewise
 
-    def add(self, time: float, onset: np.ndarray, lowest: int) -> None:
-        """One frame's (keys,) onset posteriors, of a keyboard whose lowest key is ``lowest``."""
-        by_pitch = np.zeros(K.NUM_SLOTS, np.float32)
-        by_pitch[lowest - K.LOWEST_PITCH : lowest - K.LOWEST_PITCH + len(onset)] = onset
+    def add(self, time: float, posteriors: np.ndarray, lowest: int) -> None:
+        """One frame's (keys, 4) posteriors (``NoteTracker.step``'s order), of a keyboard whose lowest key is ``lowest``."""
+        by_pitch = np.zeros((2, K.NUM_SLOTS), np.float32)
+        by_pitch[:, lowest - K.LOWEST_PITCH : lowest - K.LOWEST_PITCH + len(posteriors)] = posteriors[:, 1::-1].T
         self.times.append(time)
-        self.onsets.append(by_pitch)
+        self.onsets.append(by_pitch[0])
+        self.downs.append(by_pitch[1])
 
 
-def file_notes(notes: list[Note], track: OnsetTrack) -> list[Note]:
+def _frames_at(times: np.ndarray, instants: list[float]) -> list[int]:
+    """The index of the frame nearest each instant."""
+    nearest = np.clip(np.searchsorted(times, instants), 1, len(times) - 1)
+    return [int(i - (t - times[i - 1] < times[i] - t)) for i, t in zip(nearest, instants)]
+
+
+def file_notes(notes: list[Note], track: PosteriorTrack, release: float) -> list[Note]:
     """``notes`` as a file's transcription writes them: each start moved to the peak of its key's onset
     posterior near the frame that started it (from ``PEAK_FRAMES_BEFORE`` frames before to
     ``PEAK_SECONDS_AFTER`` after, short of the key's next note), between frames where the parabola
-    through the peak and its neighbours says; each note then at least ``MIN_FILE_NOTE_SECONDS`` long
-    and ending by the key's next start."""
-    times, onsets = np.asarray(track.times, float), np.asarray(track.onsets)
+    through the peak and its neighbours says; each end that P(down) falling through ``release`` (the
+    decoder's ``frame_off``) decided moved to where it crossed, between the frames either side; each note
+    then at least ``MIN_FILE_NOTE_SECONDS`` long and ending by the key's next start."""
+    times, onsets, downs = np.asarray(track.times, float), np.asarray(track.onsets), np.asarray(track.downs)
     if len(times) < 3 or not notes:
         return notes
     period = float(np.median(np.diff(times)))  # a frame (a lost lock leaves gaps in the track)
     after = max(1, round(PEAK_SECONDS_AFTER / period))
-    nearest = np.clip(np.searchsorted(times, [n.start for n in notes]), 1, len(times) - 1)
-    frames = [int(i - (n.start - times[i - 1] < times[i] - n.start)) for i, n in zip(nearest, notes)]
-    keyed = sorted(zip(frames, notes), key=lambda fn: (fn[1].pitch, fn[0]))  # each key's notes in order
-    following = [g if m.pitch == n.pitch else len(times) for (_, n), (g, m) in zip(keyed, keyed[1:])] + [len(times)]
+    keyed = sorted(zip(_frames_at(times, [n.start for n in notes]), _frames_at(times, [n.end for n in notes]), notes),
+                   key=lambda fen: (fen[2].pitch, fen[0]))  # each key's notes in order
+    following = [g if m.pitch == n.pitch else len(times) for (_, _, n), (g, _, m) in zip(keyed, keyed[1:])] + [len(times)]
     timed = []
-    for (f, n), next_frame in zip(keyed, following):  # next_frame: where the key's next note starts
-        curve = onsets[:, n.pitch - K.LOWEST_PITCH]
+    for (f, e, n), next_frame in zip(keyed, following):  # next_frame: where the key's next note starts
+        slot = n.pitch - K.LOWEST_PITCH
+        curve = onsets[:, slot]
         lo, hi = max(f - PEAK_FRAMES_BEFORE, 0), max(min(f + after, len(times) - 1, next_frame - 1), f)
         j = lo + int(np.argmax(curve[lo : hi + 1]))
         shift = 0.0
@@ -167,7 +177,11 @@ def file_notes(notes: list[Note], track: OnsetTrack) -> list[Note]:
             bend = a - 2 * b + c
             shift = float(np.clip(0.5 * (a - c) / bend, -0.5, 0.5)) if abs(bend) > 1e-6 else 0.0
         start = max(float(times[j]) + shift * period, 0.0)
-        timed.append(Note(n.pitch, start, max(n.end, start + MIN_FILE_NOTE_SECONDS), n.velocity))
+        end = n.end
+        if 0 < e and abs(times[e] - n.end) < 1e-6 and downs[e - 1, slot] >= release > downs[e, slot]:
+            above, below = downs[e - 1, slot], downs[e, slot]
+            end = float(times[e - 1] + (above - release) / (above - below) * (times[e] - times[e - 1]))
+        timed.append(Note(n.pitch, start, max(end, start + MIN_FILE_NOTE_SECONDS), n.velocity))
     timed.sort(key=lambda n: (n.pitch, n.start))
     nexts = [m.start if m.pitch == n.pitch else np.inf for n, m in zip(timed, timed[1:])] + [np.inf]
     return sorted((replace(n, end=max(min(n.end, following), n.start + 1e-3)) for n, following in zip(timed, nexts)),
@@ -185,7 +199,7 @@ def decode(posteriors: np.ndarray, lowest: int, fps: float, thresholds: Threshol
     notes = events_to_notes(events + tracker.finish())
     if not as_file:
         return notes
-    track = OnsetTrack()
+    track = PosteriorTrack()
     for i, p in enumerate(posteriors):
-        track.add(i / fps, p[:, 1], lowest)
-    return file_notes(notes, track)
+        track.add(i / fps, p, lowest)
+    return file_notes(notes, track, thresholds.frame_off)

@@ -12,7 +12,7 @@ from pathlib import Path
 from pianoedge import keys as K
 from pianoedge.calibration import acquire
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.decode import OnsetTrack
+from pianoedge.models.decode import PosteriorTrack
 
 from . import systemd
 from .backend import open_backend
@@ -97,13 +97,13 @@ class StageTimes:
 def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int | None = None,
         backend_name=None, seconds: float | None = None, status: StatusLine | None = None,
         times: StageTimes | None = None, rtp_allow: list[str] | None = None, head: str = "live",
-        track: OnsetTrack | None = None) -> dict:
+        track: PosteriorTrack | None = None) -> dict:
     """Run until the source ends, ``seconds`` pass, or a signal; returns counts for the caller to report.
     Source, sinks and backend are each given by name (URI, --midi-out value, --backend name) or as an
     object already opened; ``status`` sees every frame (``update(events, work_ms, dropped)``, ``say(text)``
     for a message such as a lost lock, ``close()``); ``head``: the model's live head (no added latency) or
     its offline head (more accurate; each frame's notes come its look-ahead later); ``track``: keeps every
-    frame's onset posteriors (``Pipeline``), for a file's ``file_notes`` notes."""
+    frame's onset and key-down posteriors (``Pipeline``), for a file's ``file_notes`` notes."""
     sinks = [open_sink(spec, rtp_allow) if isinstance(spec, str) else spec for spec in sink_specs]
     backend = open_backend(backend_name) if backend_name is None or isinstance(backend_name, str) else backend_name
     source = open_source(source_uri) if isinstance(source_uri, (str, Path)) else source_uri

@@ -5,8 +5,8 @@ With the live head (``run``'s default) it is causal: a frame's events are decide
 arrives (zero frames of added latency beyond the frame's own processing); velocity comes from the
 frames up to the onset. With the offline head (``transcribe``'s, or ``run --look-ahead``) a frame's
 events are decided a few frames later, when the frames after it have been seen, and carry its own time.
-Given an ``OnsetTrack`` (a file's transcription), it also keeps every frame's onset posteriors, for
-placing the notes' starts between frames once the file ends (``decode.file_notes``).
+Given a ``PosteriorTrack`` (a file's transcription), it also keeps every frame's onset and key-down
+posteriors, for placing the notes' starts and ends between frames once the file ends (``decode.file_notes``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pianoedge.calibration import acquire
 from pianoedge.calibration.lockfile import Lock
 from pianoedge.errors import PianoedgeError
 from pianoedge.models.data import rest_view, to_strip
-from pianoedge.models.decode import Event, NoteTracker, OnsetTrack, Thresholds
+from pianoedge.models.decode import Event, NoteTracker, PosteriorTrack, Thresholds
 
 from .backend import KeyStream
 
@@ -43,7 +43,7 @@ def rest_strip(lock: Lock, frames: list[np.ndarray], size: tuple[int, int]) -> n
 class Pipeline:
     """Feed frames (BGR images) one at a time; get the note events each one decides."""
 
-    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float, head: str = "live", track: OnsetTrack | None = None):
+    def __init__(self, lock: Lock, backend, rest: np.ndarray, fps: float, head: str = "live", track: PosteriorTrack | None = None):
         artifact = backend.artifact
         self.backend, self.rest, self.fps, self.head, self.track = backend, rest, fps, head, track
         self.lock, self.size = lock, artifact.strip_size
@@ -74,7 +74,7 @@ class Pipeline:
         probs, time = answer
         events = self.tracker.step(probs[:, 0], probs[:, 1], probs[:, 2], probs[:, 3], time)
         if self.track is not None:
-            self.track.add(self.tracker.time, probs[:, 1], self.lock.lowest_key)
+            self.track.add(self.tracker.time, probs, self.lock.lowest_key)
         return events
 
     def step(self, image: np.ndarray, time: float | None = None) -> list[Event]:

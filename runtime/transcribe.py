@@ -3,7 +3,8 @@ audio, the video with that audio, a CSV of the notes and a piano-roll picture ou
 (``live.run``: lock, the pipeline frame by frame, note-offs at the end) over the file, with the
 notes kept for the outputs, and the model's offline head where it has one (a file has no latency to
 keep: each frame is judged with the frames after it seen too), and each note's start placed between
-frames at its onset posterior's peak (``decode.file_notes``).
+frames at its onset posterior's peak and its end where its key-down posterior fell through the
+release level (``decode.file_notes``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.decode import OnsetTrack, events_to_notes, file_notes
+from pianoedge.models.decode import PosteriorTrack, Thresholds, events_to_notes, file_notes
 from pianoedge.notes import Note, write_notes
 
 from . import audio, live
@@ -55,9 +56,9 @@ def transcribe(video: str | Path, outputs: Outputs, lock_path: Path | None = Non
     source = FileSource(video)
     log = EventLog()
     view = _ProgressBar(progress, source.frame_count or 0, video.name) if progress else None
-    track = OnsetTrack()
+    track = PosteriorTrack()
     result = live.run(source, [log], lock_path, keys, backend, status=view, head=file_head(backend.artifact.heads), track=track)
-    notes = file_notes(events_to_notes(log.events), track)
+    notes = file_notes(events_to_notes(log.events), track, Thresholds(**backend.artifact.decoder).frame_off)
     write_notes(outputs.midi, notes)
     if outputs.csv:
         with open(outputs.csv, "w", newline="") as f:

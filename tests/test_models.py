@@ -92,14 +92,17 @@ def test_decoder_onsets_repeats_flicker_and_hovering():
     assert (first.start, first.end, second.start, second.end) == pytest.approx((5 / FPS, 20 / FPS, 20 / FPS, 35 / FPS))
 
 
-def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_and_last_a_minimum_time():
+def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_end_where_p_down_falls_and_last_a_minimum_time():
     """The tracker starts a note on the first frame above the onset threshold, early on a posterior that
-    rises over several frames; a file's notes start at its peak, between frames, never reaching past
-    the key's next note, and last at least MIN_FILE_NOTE_SECONDS without running into the key's next note."""
+    rises over several frames, and ends it on the first frame below the release level; a file's notes
+    start at the peak, between frames, never reaching past the key's next note, end where P(down) fell
+    through the release level, between frames, and last at least MIN_FILE_NOTE_SECONDS without running
+    into the key's next note."""
     p = posteriors_for(40)
     frames = np.arange(40)
     p[:, 10, 1] = np.exp(-(((frames - 11.3) / 1.5) ** 2))  # key 31's onset posterior peaks 0.3 frames after frame 11
     p[10:25, 10, 0] = 0.95
+    p[25, 10, 0] = 0.15  # falls through the release level (0.35) three quarters of the way to frame 25
     p[:, 20, 1] = 0.8 * np.exp(-(((frames - 30.0) / 0.6) ** 2))  # key 41: a repeat 2 frames after the first onset,
     p[:, 20, 1] += np.exp(-(((frames - 32.4) / 0.9) ** 2))  # its posterior higher on frame 32 than the first's peak
     p[29:38, 20, 0] = 0.95
@@ -114,7 +117,8 @@ def test_a_file_s_notes_start_at_their_onset_posterior_s_peak_and_last_a_minimum
     assert repeat.start * FPS == pytest.approx(32.4, abs=0.15)
     assert live[0].end - live[0].start == pytest.approx(1 / FPS) and short.end - short.start == pytest.approx(MIN_FILE_NOTE_SECONDS)
     assert first.end == repeat.start  # lengthened up to the repeat, not over it
-    assert (long.end, repeat.end) == (live[1].end, live[3].end)
+    assert live[1].end * FPS == pytest.approx(25) and long.end * FPS == pytest.approx(24.75)
+    assert repeat.end * FPS == pytest.approx(37 + 0.6 / 0.95) and live[3].end * FPS == pytest.approx(38)
     assert [n.velocity for n in timed] == [n.velocity for n in live]
 
 
