@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-from pianoedge.models.data import TakeData, black_flags, key_pool
+from pianoedge.models.data import TakeData, black_flags, key_pool, match_light
 from pianoedge.runtime.backend import OrtBackend
 from pianoedge.runtime.manifest import HEAD_GRAPHS
 
@@ -33,7 +33,8 @@ class StripReader(CalibrationDataReader):
             data = takes[i % len(takes)]
             frame = int(rng.integers(len(data.strips)))
             pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
-            self._items.append({"strips": data.strips[frame : frame + 1], "rest": data.rest[None], "key_pool": pool})
+            strips = match_light(data.strips[frame : frame + 1], data.rest)  # as the runtime feeds the graph
+            self._items.append({"strips": strips, "rest": data.rest[None], "key_pool": pool})
         self._iter = iter(self._items)
 
     def get_next(self) -> dict | None:
@@ -55,7 +56,7 @@ class WindowReader(CalibrationDataReader):
             data = takes[i % len(takes)]
             start = int(rng.integers(max(len(data.strips) - c, 0) + 1))
             pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
-            feats = fp32.key_features(data.strips[start : start + c], data.rest, pool)
+            feats = fp32.key_features(match_light(data.strips[start : start + c], data.rest), data.rest, pool)
             feats = np.concatenate([np.repeat(feats[:1], c - len(feats), axis=0), feats])  # a take shorter than the context
             self._items.append({"features": feats[None].astype(np.float32), "black": black_flags(data.num_keys, data.lowest)})
         self._iter = iter(self._items)

@@ -36,6 +36,56 @@ def rest_view(strips: np.ndarray) -> np.ndarray:
     return np.median(strips, axis=0).astype(np.uint8)
 
 
+LIGHT_SAMPLE = 4  # every 4th row and column of the strip (some 5,900 pixels) judges its light
+LIGHT_BIN = 16  # grey levels of the rest view per bin of the first, robust fit
+LIGHT_ROUNDS = 2  # least-squares refits without the pixels far from the line (hands, pressed keys)
+
+
+def _line(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float] | None:
+    """(a, b) of y = a x + b by (weighted) least squares; None when x does not vary."""
+    w = np.ones_like(x) if weight is None else weight
+    mx, my = np.average(x, weights=w), np.average(y, weights=w)
+    spread = float(np.average((x - mx) ** 2, weights=w))
+    if spread < 1.0:
+        return None
+    a = float(np.average((x - mx) * (y - my), weights=w)) / spread
+    return a, float(my - a * mx)
+
+
+def match_light(strip: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """``strip`` (uint8, (H, W), or (N, H, W): each on its own) with its grey levels mapped onto those
+    of ``rest``, the keyboard at rest.
+
+    The model reads each strip's difference from the rest view, taken once at lock time; a camera's
+    auto exposure or the room's light changing afterwards (20 % darker, or 20 grey levels brighter)
+    otherwise reads as keys changing everywhere. The map is the line strip = a * rest + b: first
+    through the median strip level of each band of rest levels (hands covering under half of each
+    band leave it alone), then refitted by least squares ``LIGHT_ROUNDS`` times without the pixels far
+    from it (hands, pressed keys), and inverted through a lookup table."""
+    if strip.ndim == 3:
+        return np.stack([match_light(one, rest) for one in strip]) if len(strip) else strip
+    s = strip[::LIGHT_SAMPLE, ::LIGHT_SAMPLE].ravel().astype(np.float32)
+    r = rest[::LIGHT_SAMPLE, ::LIGHT_SAMPLE].ravel().astype(np.float32)
+    bins = r.astype(np.int32) // LIGHT_BIN
+    counts = np.bincount(bins)
+    middles = np.cumsum(counts) - (counts + 1) // 2  # each bin's middle, in samples sorted by bin, then level
+    filled = counts >= 20
+    by_rest, by_strip = (np.sort(bins * 256 + v.astype(np.int32)) % 256 for v in (r, s))
+    fit = _line(by_rest[middles[filled]].astype(np.float32), by_strip[middles[filled]].astype(np.float32),
+                counts[filled].astype(np.float32)) if filled.sum() >= 2 else None
+    for _ in range(LIGHT_ROUNDS):
+        if fit is None:  # the rest view is one grey level: nothing to judge the light by
+            return strip
+        miss = np.abs(s - (fit[0] * r + fit[1]))
+        keep = miss < 2.5 * 1.4826 * float(np.median(miss)) + 3.0
+        fit = _line(r[keep], s[keep]) if keep.sum() >= 100 else None
+    if fit is None or not 0.25 < fit[0] < 4.0:  # not a change of light: leave the strip as it is
+        return strip
+    a, b = fit
+    table = np.clip(np.round((np.arange(256, dtype=np.float32) - b) / a), 0, 255).astype(np.uint8)
+    return cv2.LUT(strip, table)
+
+
 def lock_of_take(take: Take) -> Lock:
     """The take's keyboard lock: from its labelled corners when it has them, else found in its video."""
     meta = take.meta()

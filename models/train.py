@@ -27,7 +27,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 from pianoedge.takes import find_takes
 
-from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take
+from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take, match_light
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
 from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_stem
@@ -194,11 +194,14 @@ def loss_of(out: torch.Tensor, target: torch.Tensor, settings: Settings) -> torc
 
 @torch.no_grad()
 def take_features(net: PianoNet, data: TakeData, chunk: int = 256) -> torch.Tensor:
-    """(frames, keys, FEATURES): the trunk's key features of every frame of a take."""
+    """(frames, keys, FEATURES): the trunk's key features of every frame of a take, each strip's light
+    matched to the rest view's first (``data.match_light``), as the runtime does. (Training clips are
+    not matched: a clip and its rest view are jittered alike, so the map would be the identity.)"""
     net.eval()
     pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
     rest = torch.from_numpy(data.rest)[None]
-    return torch.cat([net.key_features(torch.from_numpy(data.strips[i : i + chunk]), rest, pool) for i in range(0, len(data.strips), chunk)])
+    return torch.cat([net.key_features(torch.from_numpy(match_light(data.strips[i : i + chunk], data.rest)), rest, pool)
+                      for i in range(0, len(data.strips), chunk)])
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ matrix -> per-key features, all keys in one batch) and a head (each key's featur
 frames, ``context_stride`` apart, and for the ``offline`` head a few more after the frame it labels
 -> P(down), P(onset), P(offset), velocity 0..1). The ``live`` head adds no latency; the offline one
 delays each frame's posteriors by its look-ahead. ``KeyStream`` runs ``features`` once per frame and
-keeps the results its head will read; ``take_posteriors`` batches frames.
+keeps the results its head will read; ``take_posteriors`` batches frames. Both first match each
+strip's light to the rest view's (``data.match_light``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import black_flags, context_span, context_stride, key_pool
+from pianoedge.models.data import black_flags, context_span, context_stride, key_pool, match_light
 
 from .manifest import HEAD_GRAPHS, MANIFEST, Artifact, load_artifact
 
@@ -71,7 +72,7 @@ def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int
     width = strips.shape[2]
     pool, black = key_pool(num_keys, lowest, width), black_flags(num_keys, lowest)
     past, ahead, stride = _frames(backend, fps, head)
-    feats = np.concatenate([backend.key_features(strips[i : i + chunk], rest, pool) for i in range(0, len(strips), chunk)])
+    feats = np.concatenate([backend.key_features(match_light(strips[i : i + chunk], rest), rest, pool) for i in range(0, len(strips), chunk)])
     feats = np.concatenate([np.repeat(feats[:1], past, axis=0), feats, np.repeat(feats[-1:], ahead, axis=0)])
     windows = np.lib.stride_tricks.sliding_window_view(feats, past + ahead + 1, axis=0)[..., ::stride].transpose(0, 3, 1, 2)
     return np.concatenate([backend.head(windows[i : i + chunk], black, head) for i in range(0, len(windows), chunk)])
@@ -95,7 +96,7 @@ class KeyStream:
     def posteriors(self, strip: np.ndarray, time: float | None = None) -> tuple[np.ndarray, float | None] | None:
         """((keys, 4) posteriors, time) of the frame ``delay`` frames before this one, filmed at ``time``
         (None while there is none)."""
-        features = self.backend.key_features(strip[None], self.rest, self.pool)
+        features = self.backend.key_features(match_light(strip, self.rest)[None], self.rest, self.pool)
         if self._state is None:
             window, owed = np.repeat(features[None], self.span - self.delay, axis=1), (time,)
         else:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import load_take, lock_of_take
+from pianoedge.models.data import load_take, lock_of_take, match_light
 from pianoedge.models.decode import Thresholds, decode, events_to_notes
 from pianoedge.runtime import audio
 from pianoedge.runtime.backend import KeyStream, open_backend, take_posteriors
@@ -83,6 +83,36 @@ def test_streaming_pipeline_equals_the_offline_posteriors(tiny_take, fps, head):
     assert [(n.pitch, round(n.start, 4)) for n in events_to_notes(events)] == [(n.pitch, round(n.start, 4)) for n in expected]
     ons = sum(e.velocity > 0 for e in events)
     assert ons == sum(e.velocity == 0 for e in events)  # every note-on has its note-off: nothing left sounding
+
+
+def test_a_change_of_light_after_the_lock_is_matched_away(tiny_take):
+    """The camera's auto exposure or the room's light changing after the rest view was taken (20 %
+    darker, 20 grey levels brighter): the posteriors are those of the take as filmed, where the
+    strips' difference from the rest view would otherwise read as keys changing everywhere."""
+    data = load_take(find_takes(tiny_take)[0])
+    backend = open_backend("ort")
+    as_filmed = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps, head="offline")
+    for change in (lambda s: s * 0.8, lambda s: s + 20):
+        strips = np.clip(change(data.strips.astype(np.float32)), 0, 255).astype(np.uint8)
+        changed = take_posteriors(backend, strips, data.rest, data.num_keys, data.lowest, data.fps, head="offline")
+        assert np.abs(changed[..., :3] - as_filmed[..., :3]).max() < 0.1  # without the match: up to 0.9-1.0
+        stream = KeyStream(backend, data.rest, data.num_keys, data.lowest, data.fps)
+        live = [stream.posteriors(strip) for strip in strips]
+        expected = take_posteriors(backend, data.strips, data.rest, data.num_keys, data.lowest, data.fps)
+        assert np.abs(np.stack([probs for probs, _ in live])[..., :3] - expected[..., :3]).max() < 0.1
+
+
+def test_match_light_maps_the_keys_back_and_leaves_the_hands_out_of_the_fit():
+    rng = np.random.default_rng(0)
+    rest = np.tile(np.where(np.arange(884) % 17 < 2, 60, 210).astype(np.uint8), (106, 1))  # keys and gaps
+    rest[:60, 5::17] = 25  # black keys
+    strip = rest.copy()
+    strip[30:, 100:400] = 150  # a hand over a third of the keys
+    changed = np.clip(strip * 0.8 + 10 + rng.normal(0, 1, strip.shape), 0, 255).astype(np.uint8)
+    matched = match_light(changed, rest).astype(int)
+    assert np.abs(matched - strip)[:, 400:].mean() < 2.0 and np.abs(matched - strip)[30:, 100:400].mean() < 3.0  # noise: about 1
+    assert np.array_equal(match_light(rest, rest), rest)  # the same light: the strip as it is
+    assert np.array_equal(match_light(np.full_like(rest, 128), np.full_like(rest, 128)), np.full_like(rest, 128))  # nothing to judge by
 
 
 @pytest.mark.slow
