@@ -71,15 +71,23 @@ def load_takes_list(takes: list, progress=None) -> list[TakeData]:
     return out
 
 
+REST_SHIFT_PX = 1.0  # the camera moves this far at most (strip pixels) after the rest view is taken
+
+
 def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One random camera/lock/light change applied to every frame of a clip and to its rest view."""
+    """One random camera/lock/light change applied to every frame of a clip and to its rest view; in
+    half the clips the rest view is also shifted against the frames by up to ``REST_SHIFT_PX`` each way
+    (a camera clipped to a piano moves a little after the lock, and a real rest view never lines up
+    with every frame to the pixel)."""
     h, w = clip.shape[1:]
     scale = rng.uniform(0.98, 1.02)
     m = np.array([[scale, 0, rng.uniform(-1.5, 1.5) + (1 - scale) * w / 2], [0, rng.uniform(0.96, 1.04), rng.uniform(-1.5, 1.5)]])
+    moved = m + [[0, 0, rng.uniform(-REST_SHIFT_PX, REST_SHIFT_PX)], [0, 0, rng.uniform(-REST_SHIFT_PX, REST_SHIFT_PX)]] if rng.random() < 0.5 else m
     gain, bias, gamma = rng.uniform(0.8, 1.2), rng.uniform(-20, 20), rng.uniform(0.75, 1.35)
     blur = rng.uniform(0.0, 1.2) if rng.random() < 0.5 else 0.0  # a lower-resolution or softer camera
     frames = np.concatenate([clip, rest[None]])
-    out = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REPLICATE) for f in frames]).astype(np.float32)
+    out = np.stack([cv2.warpAffine(f, m if i < len(clip) else moved, (w, h), borderMode=cv2.BORDER_REPLICATE)
+                    for i, f in enumerate(frames)]).astype(np.float32)
     if blur > 0.3:
         out = np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in out])
     out = 255.0 * (out / 255.0) ** gamma

@@ -175,6 +175,24 @@ def test_scores_on_a_known_answer():
 
 
 @pytest.mark.slow
+def test_training_draws_shift_the_rest_view_against_the_frames_in_about_half_the_clips():
+    """A camera clipped to a piano moves a little after the lock: in about half the training clips the
+    rest view is shifted against the frames (up to REST_SHIFT_PX each way), in the others it lines up."""
+    import cv2
+
+    from pianoedge.models.train import REST_SHIFT_PX, _jitter
+
+    texture = cv2.GaussianBlur(np.random.default_rng(0).uniform(0, 255, (106, 884)).astype(np.float32), (0, 0), 2)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    shifts = []
+    for seed in range(40):
+        clip, rest = _jitter(np.stack([texture, texture]), texture, np.random.default_rng(seed))
+        (dx, dy), _ = cv2.phaseCorrelate(rest.astype(np.float32), clip[0].astype(np.float32))
+        shifts.append(max(abs(dx), abs(dy)))
+    moved = np.array(shifts) > 0.05
+    assert 0.25 <= moved.mean() <= 0.75 and max(shifts) <= REST_SHIFT_PX + 0.35  # the estimate is good to a few tenths
+
+
 def test_a_short_training_run_lowers_the_loss(tiny_take):
     torch.manual_seed(0)
     data = train.load_takes([tiny_take])
