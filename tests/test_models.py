@@ -174,7 +174,6 @@ def test_scores_on_a_known_answer():
     assert half["velocity_mae"] == pytest.approx(10.0)  # over the one matched note
 
 
-@pytest.mark.slow
 def test_training_draws_shift_the_rest_view_against_the_frames_in_about_half_the_clips():
     """A camera clipped to a piano moves a little after the lock: in about half the training clips the
     rest view is shifted against the frames (up to REST_SHIFT_PX each way), in the others it lines up."""
@@ -193,6 +192,7 @@ def test_training_draws_shift_the_rest_view_against_the_frames_in_about_half_the
     assert 0.25 <= moved.mean() <= 0.75 and max(shifts) <= REST_SHIFT_PX + 0.35  # the estimate is good to a few tenths
 
 
+@pytest.mark.slow
 def test_a_short_training_run_lowers_the_loss(tiny_take):
     torch.manual_seed(0)
     data = train.load_takes([tiny_take])
