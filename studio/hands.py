@@ -35,8 +35,9 @@ REACH_MM = 70.0  # from the knuckle line forward to the fingertips
 FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
-WHITE_STRIKE_Y_MM = (15.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge
-BLACK_STRIKE_Y_MM = (62.0, 128.0)  # and a black key: from just behind its front end (55 mm; real players often) to far back
+WHITE_STRIKE_Y_MM = (4.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge (the real clip: often at it)
+BLACK_STRIKE_Y_MM = (58.0, 128.0)  # and a black key: from just behind its front end (55 mm) to far back, ...
+BLACK_STRIKE_FRONT_POWER = 2.0  # ... mostly near the front end, as real players strike them (u ** power across the range)
 
 
 @dataclass
@@ -113,7 +114,8 @@ class Hand:
         span = self.layout.key(pitch)
         x = span.centre * K.WHITE_KEY_PITCH_MM + rng.normal(0, 1.5)
         if span.black:
-            return x, float(rng.uniform(*BLACK_STRIKE_Y_MM)), K.BLACK_KEY_HEIGHT_MM
+            near, far = BLACK_STRIKE_Y_MM
+            return x, near + (far - near) * float(rng.uniform()) ** BLACK_STRIKE_FRONT_POWER, K.BLACK_KEY_HEIGHT_MM
         return x, float(rng.uniform(*WHITE_STRIKE_Y_MM)), 0.0
 
     def _plan(self, notes: list[Note], rng: np.random.Generator, duration: float) -> None:

@@ -185,6 +185,29 @@ def test_free_fingers_resting_on_keys_lie_on_their_middles():
     assert np.median(off_middle) < 3.5, f"resting fingertips lie {np.median(off_middle):.1f} mm off the key's middle (median)"
 
 
+def test_black_keys_are_struck_mostly_near_their_front_end():
+    """Real players strike a black key a little behind its front end (the real clip's D#5: every time);
+    a model that saw fingertips far back on black keys only reads those presses at a third of the confidence."""
+    rng = np.random.default_rng(1)
+    blacks = [p for p in range(61, 80) if K.is_black(p)]
+    notes = [Note(int(rng.choice(blacks)), t, t + 0.25, 64, "right") for t in np.arange(0.2, 14.5, 0.35)]
+    take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0)
+    layout = take.renderer.piano.layout
+    behind_front = []  # mm from the black key's front end to the fingertip on it, each frame it is down
+    for i in range(take.frame_count):
+        tips = fingertips(take, i)
+        for slot in np.flatnonzero(take.depth[i] > 0.99):
+            span = layout.key(slot + K.LOWEST_PITCH)
+            on_key = ((tips[:, 0] > span.left * K.WHITE_KEY_PITCH_MM - 3) & (tips[:, 0] < span.right * K.WHITE_KEY_PITCH_MM + 3)
+                      & (tips[:, 2] - tips[:, 3] < K.BLACK_KEY_HEIGHT_MM + 2))
+            if on_key.any():
+                behind_front.append(tips[on_key, 1].min() - K.BLACK_FRONT_MM)
+    assert len(behind_front) > 200
+    assert min(behind_front) > 0 and max(behind_front) < K.BLACK_KEY_LENGTH_MM, "fingertips must strike the black key itself"
+    assert np.median(behind_front) < 25, f"black keys struck {np.median(behind_front):.0f} mm behind their front end (median)"
+    assert np.percentile(behind_front, 10) < 8, "some strikes should land just behind the front end"
+
+
 def test_strikes_lift_by_the_takes_lift_height_and_free_fingers_fidget():
     """Legato players press from near the key; real hands never hold still (on the real clip they move
     as much after an onset as into it), so an onset must not be the only motion in the frame."""
