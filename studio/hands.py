@@ -36,7 +36,7 @@ FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
 WHITE_STRIKE_Y_MM = (4.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge (the real clip: often at it)
-BLACK_STRIKE_Y_MM = (58.0, 128.0)  # and a black key: from just behind its front end (55 mm) to far back, ...
+BLACK_STRIKE_Y_MM = (K.BLACK_FRONT_MM + 3.0, 128.0)  # and a black key: from just behind its front end to far back, ...
 BLACK_STRIKE_FRONT_POWER = 2.0  # ... mostly near the front end, as real players strike them (u ** power across the range)
 
 

@@ -187,7 +187,7 @@ def test_free_fingers_resting_on_keys_lie_on_their_middles():
 
 def test_black_keys_are_struck_mostly_near_their_front_end():
     """Real players strike a black key a little behind its front end (the real clip's D#5: every time);
-    a model that saw fingertips far back on black keys only reads those presses at a third of the confidence."""
+    a model that saw fingertips far back on black keys read those presses at half the confidence."""
     rng = np.random.default_rng(1)
     blacks = [p for p in range(61, 80) if K.is_black(p)]
     notes = [Note(int(rng.choice(blacks)), t, t + 0.25, 64, "right") for t in np.arange(0.2, 14.5, 0.35)]
