@@ -85,9 +85,8 @@ def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tup
     moved = m + [[0, 0, rng.uniform(-REST_SHIFT_PX, REST_SHIFT_PX)], [0, 0, rng.uniform(-REST_SHIFT_PX, REST_SHIFT_PX)]] if rng.random() < 0.5 else m
     gain, bias, gamma = rng.uniform(0.8, 1.2), rng.uniform(-20, 20), rng.uniform(0.75, 1.35)
     blur = rng.uniform(0.0, 1.2) if rng.random() < 0.5 else 0.0  # a lower-resolution or softer camera
-    frames = np.concatenate([clip, rest[None]])
-    out = np.stack([cv2.warpAffine(f, m if i < len(clip) else moved, (w, h), borderMode=cv2.BORDER_REPLICATE)
-                    for i, f in enumerate(frames)]).astype(np.float32)
+    out = np.stack([cv2.warpAffine(f, affine, (w, h), borderMode=cv2.BORDER_REPLICATE)
+                    for f, affine in [(f, m) for f in clip] + [(rest, moved)]]).astype(np.float32)
     if blur > 0.3:
         out = np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in out])
     out = 255.0 * (out / 255.0) ** gamma
