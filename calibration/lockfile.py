@@ -84,27 +84,35 @@ class Lock:
         return lock
 
     def warp(self, frame: np.ndarray, size: tuple[int, int] | None = None, out: dict | None = None) -> np.ndarray:
-        """The canonical strip of a recorded frame (grey or BGR, kept as given), optionally scaled to
-        ``size`` (width, height). One precomputed remap does the lens and the homography together and
-        touches only the strip's pixels, whatever the camera's resolution. ``out``: buffers kept by the
-        caller between frames (the live pipeline), so that no frame allocates."""
+        """The canonical strip of a recorded frame (grey or BGR, kept as given), or, with ``size`` (width,
+        height), the strip at that width (scaled alike across and along the keys) in ``height`` rows: rows
+        past the keys' front edge show what lies in front of it (fingers striking there, the keys' front
+        faces). One precomputed remap does the lens and the homography together and touches only the
+        output's pixels, whatever the camera's resolution. ``out``: buffers kept by the caller between
+        frames (the live pipeline), so that no frame allocates."""
         self._require_size(frame)
         out = {} if out is None else out
-        out["canonical"] = cv2.remap(frame, *self._strip_maps, cv2.INTER_LINEAR, dst=out.get("canonical"),
-                                     borderMode=cv2.BORDER_CONSTANT)
-        if size is None or tuple(size) == tuple(self.canonical_size):
-            return out["canonical"]
-        out["scaled"] = cv2.resize(out["canonical"], tuple(size), dst=out.get("scaled"), interpolation=cv2.INTER_AREA)
-        return out["scaled"]
+        maps = self._maps_for(tuple(size or self.canonical_size))
+        out["strip"] = cv2.remap(frame, *maps, cv2.INTER_LINEAR, dst=out.get("strip"), borderMode=cv2.BORDER_CONSTANT)
+        return out["strip"]
 
     @cached_property
-    def _strip_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every canonical-strip pixel, where it lies in the recorded image (inverse homography, then the lens)."""
-        w, h = self.canonical_size
+    def _strip_maps(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+        return {}
+
+    def _maps_for(self, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """For every pixel of a strip of ``size``, where it lies in the recorded image (the strip's scale,
+        the inverse homography, then the lens); made once per size."""
+        if size in self._strip_maps:
+            return self._strip_maps[size]
+        w, h = size
+        scale = self.canonical_size[0] / w
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-        ideal = cv2.perspectiveTransform(np.stack([xs.ravel(), ys.ravel()], axis=1).reshape(-1, 1, 2), np.linalg.inv(self.homography))
+        canonical = (np.stack([xs.ravel(), ys.ravel()], axis=1) + 0.5) * scale - 0.5
+        ideal = cv2.perspectiveTransform(canonical.reshape(-1, 1, 2), np.linalg.inv(self.homography))
         recorded = self.lens.distort(ideal.reshape(-1, 2)).astype(np.float32).reshape(h, w, 2)
-        return cv2.convertMaps(recorded[..., 0], recorded[..., 1], cv2.CV_16SC2)
+        self._strip_maps[size] = cv2.convertMaps(recorded[..., 0], recorded[..., 1], cv2.CV_16SC2)
+        return self._strip_maps[size]
 
     @cached_property
     def _undistort_maps(self) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,8 @@ from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
 from pianoedge.takes import Take, frame_labels
 
-STRIP_SIZE = K.CANONICAL_SIZE  # model input (width, height): the canonical strip, 17 px per white key
+FRONT_MARGIN_PX = 30  # rows of what lies in front of the keys (42 mm): fingers striking a key's front edge, its front face dropping
+STRIP_SIZE = (K.CANONICAL_SIZE[0], K.CANONICAL_SIZE[1] + FRONT_MARGIN_PX)  # model input (width, height): 17 px per white key
 CONTEXT_FPS = 30.0  # the head's context frames are about 1/30 s apart whatever the camera's rate (every other frame at 50-60 fps)
 REST_FRAMES = 9  # frames whose median is the keyboard at rest (as the lock combines them)
 
@@ -101,7 +102,7 @@ def lock_of_take(take: Take) -> Lock:
 
 
 def to_strip(lock: Lock, frame: np.ndarray, size: tuple[int, int] = STRIP_SIZE, out: dict | None = None) -> np.ndarray:
-    """One frame as the model sees it: warped to ``size``, grey (converted after the warp: far fewer pixels).
+    """One frame as the model sees it: warped to ``size`` (``Lock.warp``), grey (converted after the warp: far fewer pixels).
     ``out``: buffers reused from frame to frame (see ``Lock.warp``)."""
     strip = lock.warp(frame, size, out)
     if strip.ndim == 2:

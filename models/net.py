@@ -1,6 +1,7 @@
 """PianoNet: one convolutional trunk over the whole strip, per-key pooling, and a small temporal head.
 
-Per frame, the trunk turns the grey strip (H x W, the canonical 884x106) into features along the keyboard
+Per frame, the trunk turns the grey strip (H x W: the canonical 884x106 and the 30 rows in front of the keys,
+``data.STRIP_SIZE``) into features along the keyboard
 (C x W/2): a stem halves the strip and adds learnt full-resolution maps (a press shows in 1-2 px: a
 key's front edge dropping, a gap widening), strided convolutions then fold its height. Each key
 averages the feature columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from pianoedge.errors import PianoedgeError
 
 from .data import context_span
 
@@ -137,3 +140,21 @@ def grown_stem(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch
     grown["trunk.convs.0.weight"] = stem
     grown["trunk.convs.1.0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], STEM_MAPS, *first.shape[2:])], dim=1)
     return grown
+
+
+def grown_front(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch.Tensor]:
+    """``state`` as it is, or, from a model trained on a strip with fewer rows in front of the keys (runs
+    up to 27: none), the same model reading ``net``'s strip: the trunk's height mix gives the new rows zero
+    weight, to be learnt from there."""
+    old, want = state["trunk.mix.0.weight"], net.trunk.mix[0].weight
+    if old.shape == want.shape:
+        return state
+    channels = net.trunk.convs[-1][0].out_channels
+    old_rows, rows = old.shape[1] // channels, want.shape[1] // channels
+    if old_rows > rows:
+        raise PianoedgeError(f"these weights read a taller strip than this version's models ({old_rows} trunk rows, not {rows}): "
+                             "use the pianoedge version they were trained with")
+    grown = old.new_zeros(want.shape)
+    for channel in range(channels):  # the trunk's rows run from the keys' back end to the front: new ones come last
+        grown[:, channel * rows:channel * rows + old_rows] = old[:, channel * old_rows:(channel + 1) * old_rows]
+    return {**state, "trunk.mix.0.weight": grown}

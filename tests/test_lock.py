@@ -350,6 +350,24 @@ def test_a_lock_scaled_to_a_resized_view_warps_it_to_the_same_strip():
     assert difference.mean() < 3.0, f"strips differ by {difference.mean():.1f} grey levels"
 
 
+def test_a_taller_strip_adds_what_lies_in_front_of_the_keys_at_the_same_scale():
+    """``Lock.warp`` at a size taller than the canonical strip (the model's, ``data.STRIP_SIZE``): the
+    canonical rows unchanged, then the rows in front of the keys' front edge at the same scale; at half
+    the width, everything at half the scale."""
+    to_image = np.array([[2.0, 0, 10], [0, 2.0, 20], [0, 0, 1]])  # canonical strip pixel -> image pixel
+    ys, xs = np.mgrid[0:320, 0:1800].astype(np.float64)
+    image = np.round(0.04 * xs + 0.5 * ys).astype(np.uint8)  # grey level linear in the image position
+    lock = Lock(np.zeros((4, 2)), (1800, 320), 21, 88, np.linalg.inv(to_image), (884, 106))
+    canonical, tall = lock.warp(image), lock.warp(image, (884, 136))
+    assert tall.shape == (136, 884)
+    np.testing.assert_array_equal(tall[:106], canonical)
+    x, y = np.meshgrid(np.arange(884), np.arange(106, 136))
+    expected = 0.04 * (2 * x + 10) + 0.5 * (2 * y + 20)
+    assert np.abs(tall[106:] - expected).max() <= 1.0
+    half = lock.warp(image, (442, 68)).astype(float)
+    assert np.abs(half - cv2.resize(tall, (442, 68), interpolation=cv2.INTER_AREA)).max() <= 1.0
+
+
 def test_lock_file_round_trip_and_bad_files(tmp_path):
     lock = Lock(np.array([[10, 10], [600, 12], [600, 100], [10, 98]], float), (640, 480), 21, 88,
                 np.array([[1.5, 0.01, -15], [0.0, 1.2, -12], [0, 0, 1]]), (884, 106), -0.05)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pianoedge import keys as K
+from pianoedge.errors import PianoedgeError
 from pianoedge.models.decode import MIN_FILE_NOTE_SECONDS, NoteTracker, Thresholds, decode, events_to_notes
 from pianoedge.models.evaluate import score
 from pianoedge.notes import Note
@@ -16,7 +17,7 @@ torch = pytest.importorskip("torch", reason="the models are host-side: install t
 
 from pianoedge.models import train  # noqa: E402
 from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
-from pianoedge.models.net import AHEAD, CONTEXT, STEM_MAPS, PianoNet, grown_stem  # noqa: E402
+from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, STEM_MAPS, PianoNet, grown_front, grown_stem  # noqa: E402
 
 FPS = 25.0
 
@@ -229,7 +230,6 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     logged = []
     train.train([tiny_take], tmp_path, None, settings, log=logged.append)
     assert logged[0].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
-    from pianoedge.errors import PianoedgeError
 
     with pytest.raises(PianoedgeError, match="other settings .*lr 0.003 -> 0.001"):  # never resume a different run silently
         train.train([tiny_take], tmp_path, None, train.Settings(epochs=3, steps_per_epoch=2, batch=1, lr=1e-3), log=lambda _: None)
@@ -248,7 +248,6 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
 def test_the_offline_head_trains_alone_on_a_trained_model(tiny_take, tmp_path):
     """Weights from before the offline head load with the live head only; --heads offline gives them one,
     trained on the frozen trunk: the trunk (batch-norm statistics included) and the live head stay as they were."""
-    from pianoedge.errors import PianoedgeError
 
     old = PianoNet(STRIP_SIZE[1], offline=False)
     train.save_weights(old, tmp_path / "old", {})
@@ -265,7 +264,6 @@ def test_the_offline_head_trains_alone_on_a_trained_model(tiny_take, tmp_path):
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
-    from pianoedge.errors import PianoedgeError
 
     with pytest.raises(PianoedgeError, match="model weights not found"):
         train.load_weights(tmp_path)
@@ -308,6 +306,25 @@ def test_shipped_weights_load_and_carry_their_card():
     rest = torch.zeros(1, STRIP_SIZE[1], STRIP_SIZE[0], dtype=torch.uint8)
     feats = net.key_features(rest, rest, torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])))
     assert feats.shape == (1, 88, 48) and torch.isfinite(feats).all()
+
+
+def test_weights_of_a_model_without_the_front_margin_grow_rows_it_gives_zero_weight():
+    """Runs up to 27 read the canonical strip alone (106 rows): their weights load (``--init``) into a model
+    that also reads the rows in front of the keys, each feature channel's old rows where they were and
+    the new ones last, with zero weight; weights for a taller strip than this version's are refused."""
+    old_net, net = PianoNet(K.CANONICAL_SIZE[1]), PianoNet(STRIP_SIZE[1])
+    old = old_net.state_dict()
+    grown = grown_front(old, net)
+    net.load_state_dict(grown)
+    channels = net.trunk.convs[-1][0].out_channels
+    before = old["trunk.mix.0.weight"].reshape(FEATURES, channels, -1, 1)
+    after = net.trunk.mix[0].weight.detach().reshape(FEATURES, channels, -1, 1)
+    assert after.shape[2] > before.shape[2]
+    assert torch.equal(after[:, :, :before.shape[2]], before) and not after[:, :, before.shape[2]:].any()
+    current = net.state_dict()
+    assert grown_front(current, net) is current
+    with pytest.raises(PianoedgeError, match="taller strip"):
+        grown_front(current, old_net)
 
 
 def test_weights_of_the_half_size_model_grow_a_stem_that_sees_what_it_saw():
