@@ -1,7 +1,7 @@
 """PianoNet: one convolutional trunk over the whole strip, per-key pooling, and a small temporal head.
 
-Per frame, the trunk turns the grey strip (H x W: the canonical 884x106 and the 30 rows in front of the keys,
-``data.STRIP_SIZE``) into features along the keyboard
+Per frame, the trunk turns the grey strip (H x W, ``data.STRIP_SIZE``: the canonical 884x106 and
+``data.FRONT_MARGIN_PX`` rows in front of the keys) into features along the keyboard
 (C x W/2): a stem halves the strip and adds learnt full-resolution maps (a press shows in 1-2 px: a
 key's front edge dropping, a gap widening), strided convolutions then fold its height. Each key
 averages the feature columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
