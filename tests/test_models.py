@@ -230,7 +230,6 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     logged = []
     train.train([tiny_take], tmp_path, None, settings, log=logged.append)
     assert logged[0].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
-
     with pytest.raises(PianoedgeError, match="other settings .*lr 0.003 -> 0.001"):  # never resume a different run silently
         train.train([tiny_take], tmp_path, None, train.Settings(epochs=3, steps_per_epoch=2, batch=1, lr=1e-3), log=lambda _: None)
     manifest = json.loads((tmp_path / "pianonet.json").read_text())
@@ -248,7 +247,6 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
 def test_the_offline_head_trains_alone_on_a_trained_model(tiny_take, tmp_path):
     """Weights from before the offline head load with the live head only; --heads offline gives them one,
     trained on the frozen trunk: the trunk (batch-norm statistics included) and the live head stay as they were."""
-
     old = PianoNet(STRIP_SIZE[1], offline=False)
     train.save_weights(old, tmp_path / "old", {})
     assert set(train.load_weights(tmp_path / "old").heads()) == {"live"}
@@ -264,7 +262,6 @@ def test_the_offline_head_trains_alone_on_a_trained_model(tiny_take, tmp_path):
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
-
     with pytest.raises(PianoedgeError, match="model weights not found"):
         train.load_weights(tmp_path)
 
