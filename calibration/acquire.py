@@ -21,31 +21,40 @@ MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
 MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain ...
 GAPS_SHOW_KEY_PX = 14.0  # ... where white keys are this wide or wider (px); narrower, proportionally less (see _min_agreement)
 MOSTLY_AGREE = 0.6  # below MIN_AGREEMENT, a fit that explains this share of the measurements it made lacks evidence (few show)
+KEYFRAME_INTERVAL = 250  # frames between H.264 keyframes at most, as x264 writes them by default
 LOCK_WIDTH = 1280  # wider views are locked at this width: the time grows with the pixels, and the pixel tolerances were set at 720p
 FINDER_FAULTS = (cv2.error, ValueError, IndexError, ZeroDivisionError, np.linalg.LinAlgError)  # a view the geometry code did not foresee
 
 
 def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = FIRST_SECONDS, start: float = 0.0) -> list[np.ndarray]:
-    """``count`` frames spread over ``seconds`` of a video from ``start`` (seconds). The first seconds
-    are read in order (seeking in H.264 costs a decode from the last keyframe each time); a later
-    stretch by seeking to each frame (cheaper than decoding the video up to it)."""
+    """``count`` frames spread over ``seconds`` of a video from ``start`` (seconds), read by ``frames_at``."""
     path = Path(path)
     if not path.is_file():
         raise PianoedgeError(f"video not found: {path}")
     cap = cv2.VideoCapture(str(path))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    cap.release()
     first, last = min(int(start * fps), max(total - 1, 0)), min(total, int((start + seconds) * fps))
     wanted = np.unique(np.linspace(first, max(last - 1, first), count).astype(int)) if total > 0 else []
+    return frames_at(path, wanted)
+
+
+def frames_at(path: str | Path, indices) -> list[np.ndarray]:
+    """A video's frames at ``indices`` (sorted), by whichever costs fewer decodes: every frame in order
+    up to the last, or a seek to each (a seek decodes from the keyframe before it: half of
+    ``KEYFRAME_INTERVAL`` frames on average)."""
+    cap = cv2.VideoCapture(str(path))
     frames = []
-    if first > 0:
-        for index in wanted:
+    if len(indices) and indices[-1] + 1 > len(indices) * KEYFRAME_INTERVAL / 2:
+        for index in indices:
             cap.set(cv2.CAP_PROP_POS_FRAMES, int(index))
             ok, frame = cap.read()
             if ok:
                 frames.append(frame)
     else:
-        for index in range(last):
+        wanted = set(int(i) for i in indices)
+        for index in range(max(wanted, default=-1) + 1):
             if not cap.grab():
                 break
             if index in wanted:

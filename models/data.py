@@ -5,11 +5,14 @@ No torch here: the runtime shares ``strip_size`` and ``lock_of_take`` (a take's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
 
 from pianoedge import keys as K
+from pianoedge.calibration.acquire import FIRST_SECONDS
+from pianoedge.calibration.acquire import FRAMES as LOCK_FRAMES
 from pianoedge.calibration.lockfile import Lock, canonical_corners
 from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
@@ -18,7 +21,7 @@ from pianoedge.takes import Take, frame_labels
 FRONT_MARGIN_PX = 30  # rows of what lies in front of the keys (42 mm): fingers striking a key's front edge, its front face dropping
 STRIP_SIZE = (K.CANONICAL_SIZE[0], K.CANONICAL_SIZE[1] + FRONT_MARGIN_PX)  # model input (width, height): 17 px per white key
 CONTEXT_FPS = 30.0  # the head's context frames are about 1/30 s apart whatever the camera's rate (every other frame at 50-60 fps)
-REST_FRAMES = 9  # frames whose median is the keyboard at rest (as the lock combines them)
+FILE_REST_FRAMES = 25  # a file's rest view: the median of this many frames spread over all of it (a camera's: the lock's frames)
 
 
 def context_stride(fps: float, context_fps: float | None = CONTEXT_FPS) -> int:
@@ -32,9 +35,47 @@ def context_span(context: int, stride: int) -> int:
     return (context - 1) * stride + 1
 
 
-def rest_view(strips: np.ndarray) -> np.ndarray:
-    """The keyboard at rest: the per-pixel median of strips spread over time (moving hands fade)."""
-    return np.median(strips, axis=0).astype(np.uint8)
+REST_KEEP = 1 / 3  # the share of the frames whose median makes each column of the rest view
+
+
+def _octave_misfit(strip: np.ndarray, octave: int) -> np.ndarray:
+    """(W,) how unlike each column of ``strip`` is to the same column one or two octaves away, the
+    likest of those (mean absolute grey difference): a bare keyboard repeats every octave; a hand, a
+    pressed key or a shadow does not."""
+    grey = strip.astype(np.float32)
+    width = grey.shape[1]
+    misfit = np.full(width, np.inf, np.float32)
+    for shift in (-2 * octave, -octave, octave, 2 * octave):
+        a, b = max(0, -shift), min(width, width - shift)
+        if b > a:
+            misfit[a:b] = np.minimum(misfit[a:b], np.abs(grey[:, a:b] - grey[:, a + shift : b + shift]).mean(axis=0))
+    return misfit
+
+
+def rest_view(strips: np.ndarray, num_keys: int, lowest: int) -> np.ndarray:
+    """The keyboard at rest from strips spread over time: each column the median of the ``REST_KEEP``
+    of them where it repeats best an octave or two away (``_octave_misfit``, over half a white key).
+    A plain median keeps a hand that stays over a few keys half the time or more (the real clip's
+    right hand); so chosen, the view is the bare keyboard wherever one frame in three shows it."""
+    layout = K.layout(num_keys, lowest)
+    width = strips.shape[2]
+    octave = int(round(7 * width / layout.num_white))
+    if octave >= width or len(strips) < 3:
+        return np.median(strips, axis=0).astype(np.uint8)
+    misfit = np.stack([_octave_misfit(s, octave) for s in strips])
+    misfit = cv2.blur(misfit, (max(1, int(round(width / layout.num_white / 2))), 1))
+    best = np.argsort(misfit, axis=0, kind="stable")[: max(1, int(round(REST_KEEP * len(strips))))]
+    chosen = np.take_along_axis(strips, np.repeat(best[:, None, :], strips.shape[1], axis=1), axis=0)
+    return np.median(chosen, axis=0).astype(np.uint8)
+
+
+def rest_frames(frames: int, fps: float, camera: bool = False) -> np.ndarray:
+    """Which of a clip's ``frames`` its rest view is the median of: for a file, ``FILE_REST_FRAMES`` spread
+    over all of them (hands move on, chords held at the start end); with ``camera``, the lock's frames
+    from the first seconds (``acquire.FRAMES`` over ``acquire.FIRST_SECONDS``: a camera's future is unknown)."""
+    if camera:
+        return np.linspace(0, min(frames, int(FIRST_SECONDS * fps)) - 1, LOCK_FRAMES).astype(int)
+    return np.linspace(0, frames - 1, FILE_REST_FRAMES).astype(int)
 
 
 LIGHT_SAMPLE = 4  # every 4th row and column of the strip (some 5,900 pixels) judges its light
@@ -136,12 +177,17 @@ class TakeData:
 
     name: str
     strips: np.ndarray  # (frames, H, W) uint8
-    rest: np.ndarray  # (H, W) uint8: rest_view of REST_FRAMES frames from the first seconds, as the runtime has it
+    rest: np.ndarray  # (H, W) uint8: the rest view as the runtime has it for a file (``rest_frames``)
     labels: dict[str, np.ndarray]  # frame_labels() arrays, (frames, 88)
     notes: list[Note]
     lowest: int
     num_keys: int
     fps: float
+
+    @cached_property
+    def camera_rest(self) -> np.ndarray:
+        """The rest view a live camera would have had of this take (``rest_frames(camera=True)``)."""
+        return rest_view(self.strips[rest_frames(len(self.strips), self.fps, camera=True)], self.num_keys, self.lowest)
 
 
 def read_strips(take: Take, lock: Lock, size: tuple[int, int] = STRIP_SIZE) -> tuple[np.ndarray, float]:
@@ -165,6 +211,6 @@ def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
     lock = lock_of_take(take)
     strips, fps = read_strips(take, lock, size)
     notes = take.notes()
-    early = strips[np.linspace(0, min(len(strips), int(6 * fps)) - 1, REST_FRAMES).astype(int)]
-    return TakeData(take.name, strips, rest_view(early), frame_labels(notes, fps, len(strips)), notes,
+    rest = rest_view(strips[rest_frames(len(strips), fps)], lock.num_keys, lock.lowest_key)
+    return TakeData(take.name, strips, rest, frame_labels(notes, fps, len(strips)), notes,
                     lock.lowest_key, lock.num_keys, fps)

@@ -72,6 +72,7 @@ def load_takes_list(takes: list, progress=None) -> list[TakeData]:
 
 
 REST_SHIFT_PX = 1.0  # the camera moves this far at most (strip pixels) after the rest view is taken
+CAMERA_REST_SHARE = 0.5  # clips read against the rest view a live camera has (``TakeData.camera_rest``), the others a file's
 
 
 def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +118,8 @@ def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
     clips, rests, targets = [], [], []
     for index, start in draws:
         data = takes[index]
-        clip, rest = _jitter(data.strips[start : start + settings.clip], data.rest, rng)
+        rest = data.camera_rest if rng.random() < CAMERA_REST_SHARE else data.rest
+        clip, rest = _jitter(data.strips[start : start + settings.clip], rest, rng)
         clips.append(clip)
         rests.append(rest)
         targets.append(_targets(data, slice(start, start + settings.clip)))

@@ -12,6 +12,7 @@ from pathlib import Path
 from pianoedge import keys as K
 from pianoedge.calibration import acquire
 from pianoedge.errors import PianoedgeError
+from pianoedge.models.data import rest_frames
 from pianoedge.models.decode import PosteriorTrack
 
 from . import systemd
@@ -40,6 +41,14 @@ def _lock_and_frames(source, lock_path: Path | None, keys: int | None):
         if len(frames) == acquire.FRAMES:
             return locked(frames, lock_path, keys), frames
     raise PianoedgeError("the camera stopped before the keyboard could be locked")
+
+
+def _rest_frames(source, lock_frames: list) -> list:
+    """The frames to see the keys at rest on: a camera's, those it was locked on; a file's,
+    ``data.FILE_REST_FRAMES`` spread over all of it (``data.rest_frames``)."""
+    if source.live or not source.frame_count:
+        return lock_frames
+    return acquire.frames_at(source.path, rest_frames(source.frame_count, source.fps))
 
 
 class StatusLine:
@@ -111,7 +120,8 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
     pipeline, watch, frames, notes = None, None, 0, 0
     try:
         lock, lock_frames = _lock_and_frames(source, lock_path, keys)
-        pipeline = Pipeline(lock, backend, rest_strip(lock, lock_frames, backend.artifact.strip_size), source.fps, head, track)
+        rest = rest_strip(lock, _rest_frames(source, lock_frames), backend.artifact.strip_size)
+        pipeline = Pipeline(lock, backend, rest, source.fps, head, track)
         watch = DriftWatch(lock, lock_frames[-1])
         del lock_frames  # full-size frames: not needed once the lock, the rest view and the view to follow are made
         systemd.notify("READY=1")

@@ -36,8 +36,8 @@ def locked(frames: list[np.ndarray], lock_path: Path | None = None, keys: int | 
 
 
 def rest_strip(lock: Lock, frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """The keyboard at rest as the model expects it: the median of frames spread over the first seconds."""
-    return rest_view(np.stack([to_strip(lock, f, size) for f in frames]))
+    """The keyboard at rest as the model expects it: the median of frames spread over time (``data.rest_frames``)."""
+    return rest_view(np.stack([to_strip(lock, f, size) for f in frames]), lock.num_keys, lock.lowest_key)
 
 
 class Pipeline:

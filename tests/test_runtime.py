@@ -115,6 +115,65 @@ def test_match_light_maps_the_keys_back_and_leaves_the_hands_out_of_the_fit():
     assert np.array_equal(match_light(np.full_like(rest, 128), np.full_like(rest, 128)), np.full_like(rest, 128))  # nothing to judge by
 
 
+def bare_keyboard(num_keys: int = 88, lowest: int = 21) -> np.ndarray:
+    """A drawn keyboard strip: white keys with dark gaps, black keys where the layout puts them, and a
+    lit gradient across it (a real keyboard's light is never even)."""
+    from pianoedge import keys as K
+    from pianoedge.models.data import STRIP_SIZE
+
+    width, height = STRIP_SIZE
+    layout = K.layout(num_keys, lowest)
+    strip = np.full((height, width), 205.0)
+    for edge in layout.white_boundaries_px(width)[1:-1]:
+        strip[:106, int(edge)] = 70
+    for (left, right), black in zip(layout.spans_px(width), layout.black_mask):
+        if black:
+            strip[:64, int(left):int(np.ceil(right))] = 30
+    strip[106:] = 40  # the case in front of the keys
+    return np.clip(strip * np.linspace(0.85, 1.1, width), 0, 255).astype(np.uint8)
+
+
+def test_the_rest_view_is_the_bare_keyboard_even_where_a_hand_stays_most_of_the_time():
+    """Nine frames: a hand over the same keys (and the case in front) in six of them, one moving
+    elsewhere in the other three. A plain median keeps the hand that stays; the rest view shows the
+    bare keyboard everywhere, as one frame in three does."""
+    from pianoedge.models.data import rest_view
+
+    bare = bare_keyboard()
+    frames = np.repeat(bare[None], 9, axis=0)
+    frames[:6, 40:, 300:380] = 150  # the hand that stays
+    for i in range(6, 9):
+        frames[i, 50:, 500 + 80 * i : 560 + 80 * i] = 140  # the one that moves
+    assert np.abs(np.median(frames, axis=0) - bare.astype(float))[40:, 300:380].mean() > 50
+    assert np.abs(rest_view(frames, 88, 21).astype(int) - bare).max() <= 1
+
+
+def test_a_file_s_rest_view_comes_from_all_of_it_and_a_camera_s_from_what_the_lock_saw():
+    from pianoedge.calibration.acquire import FIRST_SECONDS, FRAMES
+    from pianoedge.models.data import FILE_REST_FRAMES, rest_frames
+
+    whole = rest_frames(3000, 30.0)
+    assert len(whole) == FILE_REST_FRAMES and whole[0] == 0 and whole[-1] == 2999
+    first = rest_frames(3000, 30.0, camera=True)
+    assert len(first) == FRAMES and first[-1] == int(FIRST_SECONDS * 30) - 1
+
+
+def test_frames_at_reads_the_same_frames_in_order_or_by_seeking(tmp_path):
+    """A real H.264 file whose frames each show their number: a few frames near the start are decoded
+    in order, a few far apart are sought; either way each is the frame asked for."""
+    from pianoedge.calibration.acquire import KEYFRAME_INTERVAL, frames_at
+    from pianoedge.video import H264Writer
+
+    count = 2 * KEYFRAME_INTERVAL
+    video = tmp_path / "numbered.mp4"
+    with H264Writer(video, 64, 48, 25.0) as writer:
+        for i in range(count):
+            writer.write(np.full((48, 64, 3), 20 + 7 * (i % 30), np.uint8))
+    for indices in ([0, 3, 9], [5, KEYFRAME_INTERVAL + 7, count - 1]):  # in order; sought (each further than half an interval on)
+        frames = frames_at(video, indices)
+        assert [float(f.mean()) for f in frames] == pytest.approx([20 + 7 * (i % 30) for i in indices], abs=3)
+
+
 @pytest.mark.slow
 @needs_fluidsynth
 def test_transcribe_writes_midi_audio_and_a_muxed_video(tiny_take, tmp_path):
