@@ -158,6 +158,25 @@ def test_a_file_s_rest_view_comes_from_all_of_it_and_a_camera_s_from_what_the_lo
     assert len(first) == FRAMES and first[-1] == int(FIRST_SECONDS * 30) - 1
 
 
+def test_a_file_is_seen_at_rest_over_all_of_it_and_a_camera_over_its_lock_frames(tiny_take):
+    """What ``run`` and ``transcribe`` take the rest view from: a file's frames at ``rest_frames``
+    (spread over all of it, as ``eval`` reads a take), a live source's lock frames."""
+    from pianoedge.models.data import FILE_REST_FRAMES, rest_frames
+    from pianoedge.runtime.live import _rest_frames
+
+    take = find_takes(tiny_take)[0]
+    source = FileSource(take.video)
+    every = [f.image for f in source]
+    source.close()
+    lock_frames = every[:3]
+    chosen = _rest_frames(source, lock_frames)
+    assert len(chosen) == FILE_REST_FRAMES
+    for frame, index in zip(chosen, rest_frames(len(every), source.fps)):
+        assert np.array_equal(frame, every[index])
+    source.live = True  # as a camera is
+    assert _rest_frames(source, lock_frames) is lock_frames
+
+
 def test_frames_at_reads_the_same_frames_in_order_or_by_seeking(tmp_path):
     """A real H.264 file whose frames each show their number: a few frames near the start are decoded
     in order, a few far apart are sought; either way each is the frame asked for."""
