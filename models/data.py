@@ -21,7 +21,7 @@ from pianoedge.takes import Take, frame_labels
 FRONT_MARGIN_PX = 30  # rows of what lies in front of the keys (42 mm): fingers striking a key's front edge, its front face dropping
 STRIP_SIZE = (K.CANONICAL_SIZE[0], K.CANONICAL_SIZE[1] + FRONT_MARGIN_PX)  # model input (width, height): 17 px per white key
 CONTEXT_FPS = 30.0  # the head's context frames are about 1/30 s apart whatever the camera's rate (every other frame at 50-60 fps)
-FILE_REST_FRAMES = 25  # a file's rest view: the median of this many frames spread over all of it (a camera's: the lock's frames)
+FILE_REST_FRAMES = 25  # a file's rest view is made from this many frames spread over all of it (a camera's: from the lock's frames)
 
 
 def context_stride(fps: float, context_fps: float | None = CONTEXT_FPS) -> int:
@@ -56,7 +56,8 @@ def rest_view(strips: np.ndarray, num_keys: int, lowest: int) -> np.ndarray:
     """The keyboard at rest from strips spread over time: each column the median of the ``REST_KEEP``
     of them where it repeats best an octave or two away (``_octave_misfit``, over half a white key).
     A plain median keeps a hand that stays over a few keys half the time or more (the real clip's
-    right hand); so chosen, the view is the bare keyboard wherever one frame in three shows it."""
+    right hand); so chosen, the view is the bare keyboard wherever one frame in three shows it. Under
+    three strips, or a keyboard under an octave wide, the plain median."""
     layout = K.layout(num_keys, lowest)
     width = strips.shape[2]
     octave = int(round(7 * width / layout.num_white))
@@ -70,7 +71,7 @@ def rest_view(strips: np.ndarray, num_keys: int, lowest: int) -> np.ndarray:
 
 
 def rest_frames(frames: int, fps: float, camera: bool = False) -> np.ndarray:
-    """Which of a clip's ``frames`` its rest view is the median of: for a file, ``FILE_REST_FRAMES`` spread
+    """Which of a clip's ``frames`` its rest view is made from (``rest_view``): for a file, ``FILE_REST_FRAMES`` spread
     over all of them (hands move on, chords held at the start end); with ``camera``, the lock's frames
     from the first seconds (``acquire.FRAMES`` over ``acquire.FIRST_SECONDS``: a camera's future is unknown)."""
     if camera:

@@ -36,7 +36,7 @@ def locked(frames: list[np.ndarray], lock_path: Path | None = None, keys: int | 
 
 
 def rest_strip(lock: Lock, frames: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """The keyboard at rest as the model expects it: the median of frames spread over time (``data.rest_frames``)."""
+    """The keyboard at rest as the model expects it (``data.rest_view``), seen in ``frames`` spread over time (``data.rest_frames``)."""
     return rest_view(np.stack([to_strip(lock, f, size) for f in frames]), lock.num_keys, lock.lowest_key)
 
 

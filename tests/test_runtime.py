@@ -148,7 +148,7 @@ def test_the_rest_view_is_the_bare_keyboard_even_where_a_hand_stays_most_of_the_
     assert np.abs(rest_view(frames, 88, 21).astype(int) - bare).max() <= 1
 
 
-def test_a_file_s_rest_view_comes_from_all_of_it_and_a_camera_s_from_what_the_lock_saw():
+def test_rest_frames_spread_over_a_whole_file_or_a_camera_s_first_seconds():
     from pianoedge.calibration.acquire import FIRST_SECONDS, FRAMES
     from pianoedge.models.data import FILE_REST_FRAMES, rest_frames
 
