@@ -30,8 +30,6 @@ PHALANX_MM = np.array([[46, 32, 26], [44, 26, 20], [48, 29, 22], [45, 28, 21], [
 RADIUS_MM = np.array([10.5, 9.2, 9.4, 8.9, 8.0])
 CHORD_S = 0.04  # onsets closer than this form one chord
 PREP_S = 0.12  # the finger lifts this long before touching the key
-KNUCKLE_HEIGHT_MM = 36.0  # above the white keys: fingers lie long and low, as on the real clip
-REACH_MM = 70.0  # from the knuckle line forward to the fingertips
 FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
@@ -94,6 +92,7 @@ class Hand:
         self.sign = 1.0 if side == "right" else -1.0
         self.scale = params.hand_scale
         self.lift_mm = params.lift_mm
+        self.reach_mm, self.knuckle_height_mm = params.reach_mm, params.knuckle_height_mm  # the posture (``params.RANGES``)
         self.layout = layout
         self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
         self.hover_phase = rng.uniform(0, 2 * np.pi, FINGERS)
@@ -152,7 +151,7 @@ class Hand:
             anchors = [points[i][0] - tips[f] for f, i in targets.items()] + [hx - tips[f] for f, (hx, _) in held.items()]
             ys = [points[i][1] for i in targets.values()] + [hy for hx, hy in held.values()]
             new_x = float(np.mean(anchors))
-            new_y = float(np.mean(ys)) - REACH_MM * self.scale
+            new_y = float(np.mean(ys)) - self.reach_mm * self.scale
             move = float(np.clip(abs(new_x - x) / 700 + 0.06, 0.06, 0.35))
             released = max((e for e in ends if e <= touch), default=-1.0)  # the hand leaves only after releasing
             self.keyframes.append((max(touch - PREP_S * 0.5, released + move), new_x, new_y, move))
@@ -200,7 +199,7 @@ class Hand:
     def _finger_tip(self, f: int, t: float, anchor: tuple[float, float], depth_of) -> np.ndarray:
         s = self.scale
         hover = self.hover_level[f] * (1 + 0.25 * np.sin(2 * np.pi * 0.7 * t + self.hover_phase[f]))
-        rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (REACH_MM - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
+        rest = np.array([anchor[0] + self._tips()[f], anchor[1] + (self.reach_mm - 0.5 * KNUCKLE_BACK_MM[f]) * s, hover + RADIUS_MM[f] * s])
         rest += self._fidget(f + 1, t) * [1, 1, 0.5]
         surface = self._settle_on_key(rest)
         rest[2] = surface + max(rest[2], RADIUS_MM[f] * s)  # a free finger goes no lower than the key's surface
@@ -226,7 +225,7 @@ class Hand:
         ax, ay = self.knuckle_anchor(t)
         wx, wy, wz = self._fidget(0, t)
         ax, ay = ax + wx, ay + wy
-        az = KNUCKLE_HEIGHT_MM * s + (35 if crossing else 0) + wz
+        az = self.knuckle_height_mm * s + (35 if crossing else 0) + wz
         caps: list[Capsule] = []
         knuckles = []
         for f in range(FINGERS):

@@ -45,6 +45,11 @@ RANGES = {
     "lift_mm": (2, 40),
     # real hands never hold still: the wrist and the free fingers wander by up to this much
     "fidget_mm": (0, 8),
+    # the hand's posture: how far its fingertips reach forward of the knuckle line, and how high the
+    # knuckles ride above the white keys. Curled and high (55, 44) to long and flat (90, 24), as on the
+    # real clip, where the palms lie in front of the keyboard and the fingers reach far onto the keys
+    "reach_mm": (55, 90),
+    "knuckle_height_mm": (24, 44),
 }
 
 # Key colours (BGR) from bright white to aged ivory, and case finishes.
@@ -106,6 +111,8 @@ class SceneParams:
     press_shade: float = 0.0
     lift_mm: float = 40.0
     fidget_mm: float = 0.0
+    reach_mm: float = 70.0
+    knuckle_height_mm: float = 36.0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -156,6 +163,8 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         press_shade=_uniform(rng, RANGES["press_shade"]),
         lift_mm=_uniform(rng, RANGES["lift_mm"]),
         fidget_mm=_uniform(rng, RANGES["fidget_mm"]),
+        reach_mm=_uniform(rng, RANGES["reach_mm"]),
+        knuckle_height_mm=_uniform(rng, RANGES["knuckle_height_mm"]),
     )
     for name, value in overrides.items():
         if value is not None:

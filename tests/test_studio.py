@@ -203,7 +203,9 @@ def test_black_keys_are_struck_mostly_near_their_front_end():
             if on_key.any():
                 behind_front.append(tips[on_key, 1].min() - K.BLACK_FRONT_MM)
     assert len(behind_front) > 200
-    assert min(behind_front) > 0 and max(behind_front) < K.BLACK_KEY_LENGTH_MM, "fingertips must strike the black key itself"
+    behind_front = np.array(behind_front)
+    off_key = np.mean((behind_front < 0) | (behind_front > K.BLACK_KEY_LENGTH_MM))  # a frame as a finger lifts off a key still down
+    assert off_key < 0.01, f"fingertips must strike the black key itself ({off_key:.1%} of the pressed frames do not)"
     assert np.median(behind_front) < 25, f"black keys struck {np.median(behind_front):.0f} mm behind their front end (median)"
     assert np.percentile(behind_front, 10) < 8, "some strikes should land just behind the front end"
 
@@ -221,6 +223,26 @@ def test_strikes_lift_by_the_takes_lift_height_and_free_fingers_fidget():
     assert (high[..., 2] - low[..., 2]).max() > 15, "a high lift should raise the striking finger well above a low one"
     moved = np.linalg.norm(fidgety[..., :3] - low[..., :3], axis=2)  # same seed: the fidget is the only difference
     assert moved.mean() > 1.0 and moved.max() < 30, f"fidget moved fingertips by {moved.mean():.1f} mm (max {moved.max():.1f})"
+
+
+def test_the_hand_s_posture_follows_the_take_s_reach_and_knuckle_height():
+    """From curled and high to long and flat (the real clip's: palms in front of the keyboard, fingers
+    reaching far onto the keys): the same notes, the knuckles further forward and lower as drawn."""
+    notes = performance(4, seconds=3.0)
+
+    def knuckles(**posture):
+        take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, **posture)
+        bases = []
+        for i in range(0, take.frame_count, 3):
+            capsules, _ = take.hand_geometry(i)
+            for hand in range(2):
+                bones = capsules[hand * (len(capsules) // 2) : (hand + 1) * (len(capsules) // 2)][:-2]
+                bases += [c.a for c in bones[4::4]]  # each finger's first bone starts at its knuckle (thumb left out)
+        return np.array(bases)
+
+    curled, flat = knuckles(reach_mm=55.0, knuckle_height_mm=44.0), knuckles(reach_mm=90.0, knuckle_height_mm=24.0)
+    forward, lower = curled[:, 1].mean() - flat[:, 1].mean(), curled[:, 2].mean() - flat[:, 2].mean()
+    assert forward > 15 and lower > 10, f"long flat fingers put the knuckles {forward:.0f} mm further forward and {lower:.0f} mm lower"
 
 
 def canonical_profile(take_dir, name):
