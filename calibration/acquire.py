@@ -35,9 +35,17 @@ def frames_from_video(path: str | Path, count: int = FRAMES, seconds: float = FI
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     cap.release()
-    first, last = min(int(start * fps), max(total - 1, 0)), min(total, int((start + seconds) * fps))
-    wanted = np.unique(np.linspace(first, max(last - 1, first), count).astype(int)) if total > 0 else []
-    return frames_at(path, wanted)
+    return frames_at(path, spread_frames(total, fps, count, seconds, start))
+
+
+def spread_frames(total: int, fps: float, count: int = FRAMES, seconds: float | None = FIRST_SECONDS, start: float = 0.0) -> np.ndarray:
+    """Indices (sorted, unique) of ``count`` frames spread over ``seconds`` from ``start`` (seconds) of a
+    video of ``total`` frames at ``fps``; with ``seconds`` None, over all of it from ``start``."""
+    if total <= 0:
+        return np.array([], int)
+    first = min(int(start * fps), total - 1)
+    last = total if seconds is None else min(total, int((start + seconds) * fps))
+    return np.unique(np.linspace(first, max(last - 1, first), count).astype(int))
 
 
 def frames_at(path: str | Path, indices) -> list[np.ndarray]:

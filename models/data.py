@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from pianoedge import keys as K
-from pianoedge.calibration.acquire import FIRST_SECONDS
-from pianoedge.calibration.acquire import FRAMES as LOCK_FRAMES
+from pianoedge.calibration.acquire import spread_frames
 from pianoedge.calibration.lockfile import Lock, canonical_corners
 from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
@@ -71,12 +70,12 @@ def rest_view(strips: np.ndarray, num_keys: int, lowest: int) -> np.ndarray:
 
 
 def rest_frames(frames: int, fps: float, camera: bool = False) -> np.ndarray:
-    """Which of a clip's ``frames`` its rest view is made from (``rest_view``): for a file, ``FILE_REST_FRAMES`` spread
-    over all of them (hands move on, chords held at the start end); with ``camera``, the lock's frames
-    from the first seconds (``acquire.FRAMES`` over ``acquire.FIRST_SECONDS``: a camera's future is unknown)."""
-    if camera:
-        return np.linspace(0, min(frames, int(FIRST_SECONDS * fps)) - 1, LOCK_FRAMES).astype(int)
-    return np.linspace(0, frames - 1, FILE_REST_FRAMES).astype(int)
+    """Which of a clip's ``frames`` its rest view is made from (``rest_view``): for a file,
+    ``FILE_REST_FRAMES`` spread over all of them (hands move on, chords held at the start end); with
+    ``camera``, the frames a lock takes from a video's first seconds (``acquire.spread_frames``), as
+    near as a take comes to what a camera has seen when it locks (a live camera gathers its over its
+    first 2 s, ``live.LOCK_FRAMES_SECONDS``; its future is unknown)."""
+    return spread_frames(frames, fps) if camera else spread_frames(frames, fps, FILE_REST_FRAMES, seconds=None)
 
 
 LIGHT_SAMPLE = 4  # every 4th row and column of the strip (some 5,900 pixels) judges its light
