@@ -36,8 +36,9 @@ class TorchBackend:
                                  {name: head.ahead for name, head in net.heads().items()})
 
     @torch.no_grad()
-    def key_features(self, strips, rest, pool):
-        return self.net.key_features(torch.from_numpy(strips), torch.from_numpy(rest)[None], torch.from_numpy(pool)).numpy()
+    def key_features(self, strips, rest, pool, previous):
+        return self.net.key_features(torch.from_numpy(strips), torch.from_numpy(rest)[None], torch.from_numpy(pool),
+                                     torch.from_numpy(previous)).numpy()
 
     @torch.no_grad()
     def head(self, windows, black, name: str = "live"):

@@ -2,7 +2,8 @@
 verified against PyTorch. Host only (torch, onnx, onnxslim).
 
 - ``pianonet_features.onnx``: ``strips`` (frames, H, W) uint8, ``rest`` (1, H, W) uint8, ``key_pool``
-  (keys, W) float32 -> ``features`` (frames, keys, F): the trunk over the whole strip, all keys at once.
+  (keys, W) float32, ``previous`` (frames, H, W) uint8 (each strip's context frame before it) ->
+  ``features`` (frames, keys, F): the trunk over the whole strip, all keys at once.
 - ``pianonet_head.onnx``: ``features`` (batch, context, keys, F), ``black`` (keys,) -> ``posteriors``
   (batch, keys, 4): P(down), P(onset), P(offset) and velocity 0..1 (the sigmoids are in the graph).
 - ``pianonet_offline.onnx``: the same for the offline head, whose window is ``AHEAD`` frames longer
@@ -26,7 +27,7 @@ OPSET = 17
 FILES = {"features": "pianonet_features.onnx", "head": "pianonet_head.onnx", "offline": "pianonet_offline.onnx"}
 INPUTS = {
     "features": {"strips": ["frames", STRIP_SIZE[1], STRIP_SIZE[0], "uint8"], "rest": [1, STRIP_SIZE[1], STRIP_SIZE[0], "uint8"],
-                 "key_pool": ["keys", STRIP_SIZE[0], "float32"]},
+                 "key_pool": ["keys", STRIP_SIZE[0], "float32"], "previous": ["frames", STRIP_SIZE[1], STRIP_SIZE[0], "uint8"]},
     "head": {"features": ["batch", CONTEXT, "keys", FEATURES, "float32"], "black": ["keys", "float32"]},
     "offline": {"features": ["batch", CONTEXT + AHEAD, "keys", FEATURES, "float32"], "black": ["keys", "float32"]},
 }
@@ -37,8 +38,8 @@ class _Features(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, strips, rest, pool):
-        return self.net.key_features(strips, rest, pool)
+    def forward(self, strips, rest, pool, previous):
+        return self.net.key_features(strips, rest, pool, previous)
 
 
 class _Head(nn.Module):
@@ -61,8 +62,8 @@ def export_onnx(net: PianoNet, out_dir: str | Path) -> dict[str, Path]:
     rest = torch.zeros(1, h, w, dtype=torch.uint8)
     pool = torch.from_numpy(key_pool(88, 21, w))
     black = torch.from_numpy(black_flags(88, 21))
-    jobs = {"features": (_Features(net), (strips, rest, pool), ["strips", "rest", "key_pool"], ["features"],
-                         {"strips": {0: "frames"}, "key_pool": {0: "keys"}, "features": {0: "frames", 1: "keys"}})}
+    jobs = {"features": (_Features(net), (strips, rest, pool, strips), ["strips", "rest", "key_pool", "previous"], ["features"],
+                         {"strips": {0: "frames"}, "key_pool": {0: "keys"}, "previous": {0: "frames"}, "features": {0: "frames", 1: "keys"}})}
     for name, head in net.heads().items():
         feats = torch.zeros(2, CONTEXT + head.ahead, 88, FEATURES)
         jobs[HEAD_GRAPHS[name]] = (_Head(head), (feats, black), ["features", "black"], ["posteriors"],

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-from pianoedge.models.data import TakeData, black_flags, key_pool, match_light
-from pianoedge.runtime.backend import OrtBackend
+from pianoedge.models.data import TakeData, black_flags, context_stride, key_pool, match_light
+from pianoedge.runtime.backend import OrtBackend, strip_features
 from pianoedge.runtime.manifest import HEAD_GRAPHS
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
@@ -33,8 +33,9 @@ class StripReader(CalibrationDataReader):
             data = takes[i % len(takes)]
             frame = int(rng.integers(len(data.strips)))
             pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
-            strips = match_light(data.strips[frame : frame + 1], data.rest)  # as the runtime feeds the graph
-            self._items.append({"strips": strips, "rest": data.rest[None], "key_pool": pool})
+            before = max(frame - context_stride(data.fps), 0)
+            strips, previous = (match_light(data.strips[f : f + 1], data.rest) for f in (frame, before))  # as the runtime feeds the graph
+            self._items.append({"strips": strips, "rest": data.rest[None], "key_pool": pool, "previous": previous})
         self._iter = iter(self._items)
 
     def get_next(self) -> dict | None:
@@ -56,7 +57,9 @@ class WindowReader(CalibrationDataReader):
             data = takes[i % len(takes)]
             start = int(rng.integers(max(len(data.strips) - c, 0) + 1))
             pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
-            feats = fp32.key_features(match_light(data.strips[start : start + c], data.rest), data.rest, pool)
+            stride = context_stride(data.fps, fp32.artifact.context_fps)
+            lead = min(start, stride)  # the frames before the window that its first frames are read with
+            feats = strip_features(fp32, data.strips[start - lead : start + c], data.rest, pool, stride)[lead:]
             feats = np.concatenate([np.repeat(feats[:1], c - len(feats), axis=0), feats])  # a take shorter than the context
             self._items.append({"features": feats[None].astype(np.float32), "black": black_flags(data.num_keys, data.lowest)})
         self._iter = iter(self._items)

@@ -1,8 +1,9 @@
 """PianoNet: one convolutional trunk over the whole strip, per-key pooling, and a small temporal head.
 
 Per frame, the trunk turns the grey strip (H x W, ``data.STRIP_SIZE``: the canonical 884x106 and
-``data.FRONT_MARGIN_PX`` rows in front of the keys) into features along the keyboard
-(C x W/2): a stem halves the strip and adds learnt full-resolution maps (a press shows in 1-2 px: a
+``data.FRONT_MARGIN_PX`` rows in front of the keys), its difference from the keyboard at rest and its
+difference from the strip a context frame before (motion: a key's edge moving a pixel as it goes
+down) into features along the keyboard (C x W/2): a stem halves them and adds learnt full-resolution maps (a press shows in 1-2 px: a
 key's front edge dropping, a gap widening), strided convolutions then fold its height. Each key
 averages the feature columns of its own span (``key_pool``), so all 88 keys share the convolutions. The head
 looks at a key's features over ``CONTEXT`` recent frames, about 1/30 s apart at any frame rate (a
@@ -36,13 +37,16 @@ def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+INPUTS = 3  # the strip, its difference from the keyboard at rest, and its difference from a context frame before (motion)
+
+
 class Trunk(nn.Module):
-    """(B, 2, H, W) strips and their difference from the keyboard at rest (uint8 range) -> (B, FEATURES, W // 2)
-    features along the keyboard (H and W even)."""
+    """(B, INPUTS, H, W) strips, their difference from the keyboard at rest and from the strip a context
+    frame before (uint8 range) -> (B, FEATURES, W // 2) features along the keyboard (H and W even)."""
 
     def __init__(self, height: int):
         super().__init__()
-        stem = nn.Conv2d(2, 2 + STEM_MAPS, 4, stride=2, padding=1, bias=False)  # linear: halves the strip, adds detail maps
+        stem = nn.Conv2d(INPUTS, 2 + STEM_MAPS, 4, stride=2, padding=1, bias=False)  # linear: halves the strip, adds detail maps
         self.convs = nn.Sequential(stem, _block(2 + STEM_MAPS, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)),
                                    _block(24, 24, (2, 1)))
         rows = height // 2
@@ -87,22 +91,31 @@ class PianoNet(nn.Module):
         """The heads this model has, by name (``HEADS``)."""
         return {name: head for name, head in (("live", self.head), ("offline", self.offline)) if head is not None}
 
-    def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) strips, (N or 1, H, W) the keyboard at rest and (keys, W) the keys' spans (``key_pool``)
-        -> (N, keys, FEATURES).
+    def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor,
+                     previous: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, H, W) strips, (N or 1, H, W) the keyboard at rest, (keys, W) the keys' spans (``key_pool``)
+        and (N, H, W) the strips a context frame before each (``data.context_stride``; the strips
+        themselves when there is none) -> (N, keys, FEATURES).
 
-        The rest view (median of frames spread over time: moving hands fade) makes what changed
-        stand out whatever the piano, its light or the camera."""
+        The rest view (the bare keyboard, ``data.rest_view``) makes what changed stand out whatever the
+        piano, its light or the camera; the frame before, what is moving (a key's edge shifting a
+        pixel as it goes down, a finger falling)."""
         strips = strips.float()
-        x = torch.stack([strips - 127.5, strips - rest.float().expand_as(strips)], dim=1)
+        previous = strips if previous is None else previous.float()
+        x = torch.stack([strips - 127.5, strips - rest.float().expand_as(strips), strips - previous], dim=1)
         half = pool.reshape(pool.shape[0], -1, 2).sum(dim=2)  # the spans on the trunk's half-width columns
         return torch.einsum("ncw,kw->nkc", self.trunk(x), half)
 
-    def clip_features(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
-        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, L, keys, FEATURES)."""
-        b, length, h, w = clips.shape
+    def clip_features(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, lead: int = 0) -> torch.Tensor:
+        """(B, lead + L, H, W) consecutive strips and (B, H, W) rest views -> (B, L, keys, FEATURES) of the
+        last L, each read with the strip ``lead`` frames before it (a context frame: ``lead`` is the
+        stride; 0: no motion seen)."""
+        b, total, h, w = clips.shape
+        length = total - lead
         rest = rest[:, None].expand(b, length, h, w).reshape(b * length, h, w)
-        return self.key_features(clips.reshape(b * length, h, w), rest, pool).reshape(b, length, pool.shape[0], -1)
+        frames = clips[:, lead:].reshape(b * length, h, w)
+        previous = clips[:, :length].reshape(b * length, h, w) if lead else None
+        return self.key_features(frames, rest, pool, previous).reshape(b, length, pool.shape[0], -1)
 
     def run_head(self, name: str, feats: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """(B, L, keys, F) features of consecutive frames -> (B, n, keys, 4): the head ``name``'s outputs for
@@ -116,9 +129,10 @@ class PianoNet(nn.Module):
         return head(windows.reshape(b * n, frames, keys, -1), black).reshape(b, n, keys, len(OUTPUTS))
 
     def forward(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, black: torch.Tensor, stride: int = 1,
-                head: str = "live") -> torch.Tensor:
-        """(B, L, H, W) consecutive strips and (B, H, W) rest views -> (B, n, keys, 4): ``run_head`` on their features."""
-        return self.run_head(head, self.clip_features(clips, rest, pool), black, stride)
+                head: str = "live", lead: int = 0) -> torch.Tensor:
+        """(B, lead + L, H, W) consecutive strips and (B, H, W) rest views -> (B, n, keys, 4): ``run_head`` on
+        the features of the last L (``clip_features``)."""
+        return self.run_head(head, self.clip_features(clips, rest, pool, lead), black, stride)
 
 
 def grown_stem(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch.Tensor]:
@@ -158,3 +172,15 @@ def grown_front(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torc
     for channel in range(channels):  # the trunk's rows run from the keys' back end to the front: new ones come last
         grown[:, channel * rows:channel * rows + old_rows] = old[:, channel * old_rows:(channel + 1) * old_rows]
     return {**state, "trunk.mix.0.weight": grown}
+
+
+def grown_motion(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch.Tensor]:
+    """``state`` as it is, or, from a model that did not see motion (runs up to 28: the strip and its
+    difference from the rest view only), the same model with the motion input at zero weight in the
+    stem, to be learnt from there."""
+    stem = state["trunk.convs.0.weight"]
+    if stem.shape[1] == INPUTS:
+        return state
+    grown = stem.new_zeros(net.trunk.convs[0].weight.shape)
+    grown[:, : stem.shape[1]] = stem
+    return {**state, "trunk.convs.0.weight": grown}

@@ -30,7 +30,7 @@ from pianoedge.takes import find_takes
 from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take, match_light
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
-from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_stem
+from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
@@ -112,14 +112,15 @@ def _clip_draws(takes: list[TakeData], settings: Settings, rng: np.random.Genera
 
 
 def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
-    """Clips (``_clip_draws``): inputs, targets of every frame (``head_targets`` picks each head's), pooling,
-    black flags and the stride."""
+    """Clips (``_clip_draws``), each with the ``stride`` frames before it (``PianoNet.clip_features``' lead):
+    inputs, targets of every frame (``head_targets`` picks each head's), pooling, black flags and the stride."""
     first, stride, draws = _clip_draws(takes, settings, rng)
     clips, rests, targets = [], [], []
     for index, start in draws:
         data = takes[index]
         rest = data.camera_rest if rng.random() < CAMERA_REST_SHARE else data.rest
-        clip, rest = _jitter(data.strips[start : start + settings.clip], rest, rng)
+        frames = np.maximum(np.arange(start - stride, start + settings.clip), 0)  # ``stride`` frames before the clip: its motion
+        clip, rest = _jitter(data.strips[frames], rest, rng)
         clips.append(clip)
         rests.append(rest)
         targets.append(_targets(data, slice(start, start + settings.clip)))
@@ -182,7 +183,7 @@ def trained_heads(net: PianoNet, settings: Settings) -> list[str]:
 def step_loss(net: PianoNet, batch: tuple, settings: Settings) -> torch.Tensor:
     """The loss of one ``_batch``, summed over the heads trained."""
     clips, rest, target, pool, black, stride = batch
-    return heads_loss(net, net.clip_features(clips, rest, pool), target, black, stride, settings)
+    return heads_loss(net, net.clip_features(clips, rest, pool, lead=stride), target, black, stride, settings)
 
 
 def heads_loss(net: PianoNet, feats: torch.Tensor, target: torch.Tensor, black: torch.Tensor, stride: int,
@@ -209,8 +210,10 @@ def take_features(net: PianoNet, data: TakeData, chunk: int = 256) -> torch.Tens
     net.eval()
     pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
     rest = torch.from_numpy(data.rest)[None]
-    return torch.cat([net.key_features(torch.from_numpy(match_light(data.strips[i : i + chunk], data.rest)), rest, pool)
-                      for i in range(0, len(data.strips), chunk)])
+    strips = torch.from_numpy(match_light(data.strips, data.rest))
+    before = np.maximum(np.arange(len(strips)) - context_stride(data.fps), 0)  # a context frame before each (the first: itself)
+    return torch.cat([net.key_features(strips[i : i + chunk], rest, pool, strips[before[i : i + chunk]])
+                      for i in range(0, len(strips), chunk)])
 
 
 @torch.no_grad()
@@ -409,5 +412,5 @@ def load_weights(folder: Path = WEIGHTS) -> PianoNet:
         raise PianoedgeError(f"model weights not found: {path}; train them with: pianoedge train --data DIR -o RUN_DIR")
     state = torch.load(path, weights_only=True)
     net = PianoNet(STRIP_SIZE[1], offline="offline.mlp.0.weight" in state)
-    net.load_state_dict(grown_front(grown_stem(state, net), net))
+    net.load_state_dict(grown_motion(grown_front(grown_stem(state, net), net), net))
     return net.eval()

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch", reason="the models are host-side: install t
 
 from pianoedge.models import train  # noqa: E402
 from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
-from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, STEM_MAPS, PianoNet, grown_front, grown_stem  # noqa: E402
+from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, INPUTS, STEM_MAPS, PianoNet, grown_front, grown_motion, grown_stem  # noqa: E402
 
 FPS = 25.0
 
@@ -335,10 +335,29 @@ def test_weights_of_the_half_size_model_grow_a_stem_that_sees_what_it_saw():
             old[f"trunk.convs.{int(index) - 1}.{rest}"] = value[:, :2] if key == "trunk.convs.1.0.weight" else value
     net = PianoNet(STRIP_SIZE[1])
     net.load_state_dict(grown_stem(old, net))
-    x = torch.rand(1, 2, STRIP_SIZE[1], STRIP_SIZE[0])
+    x = torch.rand(1, INPUTS, STRIP_SIZE[1], STRIP_SIZE[0])
     with torch.no_grad():
-        assert torch.allclose(net.trunk.convs[0](x)[:, :2], torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+        assert torch.allclose(net.trunk.convs[0](x)[:, :2], torch.nn.functional.avg_pool2d(x[:, :2], 2), atol=1e-6)
     first = net.trunk.convs[1][0].weight
     assert torch.equal(first[:, :2], old["trunk.convs.0.0.weight"]) and not first[:, 2:].any() and first.shape[1] == 2 + STEM_MAPS
     current = net.state_dict()
     assert grown_stem(current, net) is current  # weights with the stem load as they are
+
+
+def test_weights_from_before_motion_load_blind_to_it_and_a_new_model_sees_it():
+    """Runs up to 28 read a strip and its difference from the rest view; their weights load with the
+    motion input (the strip's difference from a frame before) at zero weight, so they give what they
+    gave whatever the frame before; a model trained with it reads it."""
+    net = PianoNet(STRIP_SIZE[1]).eval()
+    old = {**net.state_dict(), "trunk.convs.0.weight": net.state_dict()["trunk.convs.0.weight"][:, :2].clone()}
+    grown = PianoNet(STRIP_SIZE[1]).eval()
+    grown.load_state_dict(grown_motion(old, grown))
+    rng = np.random.default_rng(0)
+    strips, previous, rest = (torch.from_numpy(rng.integers(0, 256, (n, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)) for n in (2, 2, 1))
+    pool = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0]))
+    with torch.no_grad():
+        still, moving = (grown.key_features(strips, rest, pool, p) for p in (None, previous))
+        assert torch.equal(still, moving)
+        assert not torch.allclose(net.key_features(strips, rest, pool), net.key_features(strips, rest, pool, previous))
+    current = net.state_dict()
+    assert grown_motion(current, net) is current
