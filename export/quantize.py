@@ -24,16 +24,17 @@ CALIBRATION_FRAMES = 48  # per graph: enough for stable ranges, small enough for
 
 
 class StripReader(CalibrationDataReader):
-    """Inputs of the features graph: single frames spread over the calibration takes."""
+    """Inputs of the features graph: single frames spread over the calibration takes, each with the frame
+    a context stride before it (``data.context_stride`` at ``context_fps``)."""
 
-    def __init__(self, takes: list[TakeData], count: int = CALIBRATION_FRAMES, seed: int = 0):
+    def __init__(self, takes: list[TakeData], context_fps: float | None, count: int = CALIBRATION_FRAMES, seed: int = 0):
         rng = np.random.default_rng(seed)
         self._items = []
         for i in range(count):
             data = takes[i % len(takes)]
             frame = int(rng.integers(len(data.strips)))
             pool = key_pool(data.num_keys, data.lowest, data.strips.shape[2])
-            before = max(frame - context_stride(data.fps), 0)
+            before = max(frame - context_stride(data.fps, context_fps), 0)
             strips, previous = (match_light(data.strips[f : f + 1], data.rest) for f in (frame, before))  # as the runtime feeds the graph
             self._items.append({"strips": strips, "rest": data.rest[None], "key_pool": pool, "previous": previous})
         self._iter = iter(self._items)
@@ -93,7 +94,7 @@ def quantize_int8(fp32: OrtBackend, takes: list[TakeData], out_dir: Path, method
     out_dir = Path(out_dir)
     sizes = [t.num_keys for t in takes]
     takes = [t for t in takes if t.num_keys == max(set(sizes), key=sizes.count)]
-    readers = {"features": StripReader(takes)}
+    readers = {"features": StripReader(takes, fp32.artifact.context_fps)}
     readers.update({HEAD_GRAPHS[head]: WindowReader(fp32, takes, head=head) for head in fp32.artifact.heads})
     paths = {}
     for graph, reader in readers.items():

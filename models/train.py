@@ -210,10 +210,13 @@ def take_features(net: PianoNet, data: TakeData, chunk: int = 256) -> torch.Tens
     net.eval()
     pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
     rest = torch.from_numpy(data.rest)[None]
-    strips = torch.from_numpy(match_light(data.strips, data.rest))
-    before = np.maximum(np.arange(len(strips)) - context_stride(data.fps), 0)  # a context frame before each (the first: itself)
-    return torch.cat([net.key_features(strips[i : i + chunk], rest, pool, strips[before[i : i + chunk]])
-                      for i in range(0, len(strips), chunk)])
+    stride, count, out = context_stride(data.fps), len(data.strips), []
+    for i in range(0, count, chunk):  # each chunk with the context frame before each of its strips (the first: itself)
+        first = max(i - stride, 0)
+        matched = torch.from_numpy(match_light(data.strips[first : i + chunk], data.rest))
+        before = np.maximum(np.arange(i, min(i + chunk, count)) - stride, 0) - first
+        out.append(net.key_features(matched[i - first :], rest, pool, matched[before]))
+    return torch.cat(out)
 
 
 @torch.no_grad()

@@ -70,11 +70,15 @@ def _frames(backend, fps: float, head: str) -> tuple[int, int, int]:
 
 def strip_features(backend, strips: np.ndarray, rest: np.ndarray, pool: np.ndarray, stride: int, chunk: int = 64) -> np.ndarray:
     """(N, keys, F) features of consecutive strips, each light-matched and read with the one ``stride``
-    frames before it (the first ``stride``: with themselves), in batches of ``chunk``."""
-    strips = match_light(strips, rest)
-    before = np.maximum(np.arange(len(strips)) - stride, 0)
-    return np.concatenate([backend.key_features(strips[i : i + chunk], rest, pool, strips[before[i : i + chunk]])
-                           for i in range(0, len(strips), chunk)])
+    frames before it (the first ``stride``: with themselves), in batches of ``chunk`` (each light-matched
+    with the ``stride`` frames before it: a long clip is never copied whole)."""
+    out = []
+    for i in range(0, len(strips), chunk):
+        first = max(i - stride, 0)
+        matched = match_light(strips[first : i + chunk], rest)
+        before = np.maximum(np.arange(i, min(i + chunk, len(strips))) - stride, 0) - first
+        out.append(backend.key_features(matched[i - first :], rest, pool, matched[before]))
+    return np.concatenate(out)
 
 
 def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, fps: float,

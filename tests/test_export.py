@@ -108,11 +108,12 @@ def test_manifest_lists_every_artifact_and_refuses_a_tampered_file(exported, tmp
 def test_calibration_readers_give_real_model_inputs(tiny_data, tmp_path):
     files = onnx_export.export_onnx(train.load_weights(), tmp_path)
     fp32 = OrtBackend(M.Artifact("ort", "ort", "fp32", files, onnx_export.STRIP_SIZE, 5, {}, {}, 30.0, {"live": 0, "offline": 2}))
-    strips = quantize.StripReader([tiny_data], count=5)
+    strips = quantize.StripReader([tiny_data], 30.0, count=5)
     items = list(iter(strips.get_next, None))
     assert len(items) == 5 and items[0]["strips"].shape == (1, *tiny_data.strips.shape[1:])
     assert items[0]["strips"].dtype == np.uint8 and items[0]["key_pool"].shape == (61, tiny_data.strips.shape[2])
     assert any(np.array_equal(items[0]["strips"][0], s) for s in tiny_data.strips)  # a real frame of the take
+    assert items[0]["previous"].shape == items[0]["strips"].shape  # with its context frame before (motion)
     strips.rewind()
     assert strips.get_next() is not None
     windows = quantize.WindowReader(fp32, [tiny_data], count=3)
