@@ -103,9 +103,10 @@ def match_light(strip: np.ndarray, rest: np.ndarray) -> np.ndarray:
     otherwise reads as keys changing everywhere. The map is the line strip = a * rest + b: first
     through the median strip level of each band of rest levels (hands covering under half of each
     band leave it alone), then refitted by least squares ``LIGHT_ROUNDS`` times without the pixels far
-    from it (hands, pressed keys), and inverted through a lookup table."""
+    from it (hands, pressed keys), and inverted through a lookup table. Always a new array, never
+    ``strip`` itself: the runtime keeps matched strips while the warp reuses its buffer."""
     if strip.ndim == 3:
-        return np.stack([match_light(one, rest) for one in strip]) if len(strip) else strip
+        return np.stack([match_light(one, rest) for one in strip]) if len(strip) else strip.copy()
     s = strip[::LIGHT_SAMPLE, ::LIGHT_SAMPLE].ravel().astype(np.float32)
     r = rest[::LIGHT_SAMPLE, ::LIGHT_SAMPLE].ravel().astype(np.float32)
     bins = r.astype(np.int32) // LIGHT_BIN
@@ -117,15 +118,26 @@ def match_light(strip: np.ndarray, rest: np.ndarray) -> np.ndarray:
                 counts[filled].astype(np.float32)) if filled.sum() >= 2 else None
     for _ in range(LIGHT_ROUNDS):
         if fit is None:  # the rest view is one grey level: nothing to judge the light by
-            return strip
+            return strip.copy()
         miss = np.abs(s - (fit[0] * r + fit[1]))
         keep = miss < 2.5 * 1.4826 * float(np.median(miss)) + 3.0
         fit = _line(r[keep], s[keep]) if keep.sum() >= 100 else None
     if fit is None or not 0.25 < fit[0] < 4.0:  # not a change of light: leave the strip as it is
-        return strip
+        return strip.copy()
     a, b = fit
     table = np.clip(np.round((np.arange(256, dtype=np.float32) - b) / a), 0, 255).astype(np.uint8)
     return cv2.LUT(strip, table)
+
+
+def motion_batches(strips: np.ndarray, rest: np.ndarray, stride: int, chunk: int):
+    """Consecutive (N, H, W) strips in batches of ``chunk``, light-matched (``match_light``): (batch, the
+    strips ``stride`` frames before each of it) pairs, the first ``stride`` strips standing in as their
+    own. Each batch is matched with the frames before it, so a long clip is never copied whole."""
+    for i in range(0, len(strips), chunk):
+        first = max(i - stride, 0)
+        matched = match_light(strips[first : i + chunk], rest)
+        before = np.maximum(np.arange(i, min(i + chunk, len(strips))) - stride, 0) - first
+        yield matched[i - first :], matched[before]
 
 
 def lock_of_take(take: Take) -> Lock:

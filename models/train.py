@@ -27,7 +27,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 from pianoedge.takes import find_takes
 
-from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take, match_light
+from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take, motion_batches
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
 from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem
@@ -210,13 +210,8 @@ def take_features(net: PianoNet, data: TakeData, chunk: int = 256) -> torch.Tens
     net.eval()
     pool = torch.from_numpy(key_pool(data.num_keys, data.lowest, STRIP_SIZE[0]))
     rest = torch.from_numpy(data.rest)[None]
-    stride, count, out = context_stride(data.fps), len(data.strips), []
-    for i in range(0, count, chunk):  # each chunk with the context frame before each of its strips (the first: itself)
-        first = max(i - stride, 0)
-        matched = torch.from_numpy(match_light(data.strips[first : i + chunk], data.rest))
-        before = np.maximum(np.arange(i, min(i + chunk, count)) - stride, 0) - first
-        out.append(net.key_features(matched[i - first :], rest, pool, matched[before]))
-    return torch.cat(out)
+    return torch.cat([net.key_features(torch.from_numpy(batch), rest, pool, torch.from_numpy(before))
+                      for batch, before in motion_batches(data.strips, data.rest, context_stride(data.fps), chunk)])
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pianoedge.errors import PianoedgeError
-from pianoedge.models.data import black_flags, context_span, context_stride, key_pool, match_light
+from pianoedge.models.data import black_flags, context_span, context_stride, key_pool, match_light, motion_batches
 
 from .manifest import HEAD_GRAPHS, MANIFEST, Artifact, load_artifact
 
@@ -70,15 +70,9 @@ def _frames(backend, fps: float, head: str) -> tuple[int, int, int]:
 
 def strip_features(backend, strips: np.ndarray, rest: np.ndarray, pool: np.ndarray, stride: int, chunk: int = 64) -> np.ndarray:
     """(N, keys, F) features of consecutive strips, each light-matched and read with the one ``stride``
-    frames before it (the first ``stride``: with themselves), in batches of ``chunk`` (each light-matched
-    with the ``stride`` frames before it: a long clip is never copied whole)."""
-    out = []
-    for i in range(0, len(strips), chunk):
-        first = max(i - stride, 0)
-        matched = match_light(strips[first : i + chunk], rest)
-        before = np.maximum(np.arange(i, min(i + chunk, len(strips))) - stride, 0) - first
-        out.append(backend.key_features(matched[i - first :], rest, pool, matched[before]))
-    return np.concatenate(out)
+    frames before it (``data.motion_batches``), in batches of ``chunk``."""
+    return np.concatenate([backend.key_features(batch, rest, pool, before)
+                           for batch, before in motion_batches(strips, rest, stride, chunk)])
 
 
 def take_posteriors(backend, strips: np.ndarray, rest: np.ndarray, num_keys: int, lowest: int, fps: float,
@@ -114,7 +108,7 @@ class KeyStream:
     def posteriors(self, strip: np.ndarray, time: float | None = None) -> tuple[np.ndarray, float | None] | None:
         """((keys, 4) posteriors, time) of the frame ``delay`` frames before this one, filmed at ``time``
         (None while there is none)."""
-        matched = np.array(match_light(strip, self.rest)[None])  # a copy: the strip may sit in the warp's buffer, reused next frame
+        matched = match_light(strip, self.rest)[None]  # a new array: the strip may sit in the warp's buffer, reused next frame
         recent = (matched,) * self.stride if self._state is None else self._state[2]
         features = self.backend.key_features(matched, self.rest, self.pool, recent[0])
         recent = recent[1:] + (matched,)
