@@ -245,8 +245,8 @@ def evaluate(net: PianoNet, takes: list[TakeData], thresholds: Thresholds | None
 
 
 def tune_decoder(net: PianoNet, takes: list[TakeData], keep: Thresholds | None = None) -> tuple[Thresholds, dict[str, float]]:
-    """The decoder thresholds (over ``DECODER_GRID``; ``keep``'s when given) with the best mean onset F1 on
-    these takes, then the velocity line fitted to their matched notes (``fit_velocity``), and the metrics with both."""
+    """The decoder thresholds (over ``DECODER_GRID``; ``keep``'s when given) with the best mean onset F1 plus
+    onset+offset F1 on these takes, then the velocity line fitted to their matched notes (``fit_velocity``), and the metrics with both."""
     probs = [posteriors(net, data) for data in takes]
     if keep is None:
         thresholds, metrics = _best_thresholds(net, takes, probs)
@@ -263,13 +263,14 @@ def tune_decoder(net: PianoNet, takes: list[TakeData], keep: Thresholds | None =
 
 
 def _best_thresholds(net: PianoNet, takes: list[TakeData], probs: list[np.ndarray]) -> tuple[Thresholds, dict[str, float]]:
-    """Over ``DECODER_GRID``: the thresholds with the best mean onset F1 (then frame F1), and their metrics."""
+    """Over ``DECODER_GRID``: the thresholds with the best mean onset F1 plus onset+offset F1 (a note must
+    start and end right: onset F1 alone cannot choose the release level), then frame F1, and their metrics."""
     best = None
     for values in itertools.product(*DECODER_GRID.values()):
         chosen = dict(zip(DECODER_GRID, values))
         thresholds = Thresholds(**chosen, rearm=round(0.6 * chosen["onset"], 3))
         metrics = evaluate(net, takes, thresholds, probs)[0]
-        rank = (metrics["onset_f1"], metrics["frame_f1_white"] + metrics["frame_f1_black"])
+        rank = (metrics["onset_f1"] + metrics["onset_offset_f1"], metrics["frame_f1_white"] + metrics["frame_f1_black"])
         if best is None or rank > best[0]:
             best = (rank, thresholds, metrics)
     return best[1], best[2]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -165,6 +165,27 @@ def test_the_velocity_line_is_fitted_by_least_absolute_error():
     unrelated = rng.uniform(20, 120, 400)  # predictions that carry nothing: every note gets the median
     shift, scale = train.fit_velocity(true, unrelated)
     assert scale == 0.0 and shift == pytest.approx(np.median(true))
+
+
+def test_the_decoder_grid_chooses_the_release_level_by_where_notes_end_as_well_as_start():
+    """Onset F1 alone would keep a release level that splits two notes which a half-down key joins (one
+    more onset found) while ending three held notes half a second early; the grid ranks onset plus
+    onset+offset F1, so it takes the level that ends them right."""
+    from types import SimpleNamespace
+
+    fps, lowest = FPS, 60
+    p = posteriors_for(50, keys=4)
+    p[[0, 20], 0, 1] = p[0, 1:, 1] = 0.9  # onsets: key 0's first note and keys 1-3
+    p[:12, 0, 0], p[12:17, 0, 0], p[17:30, 0, 0] = 0.95, 0.3, 0.95  # key 0: down, half up, down (no onset): two notes
+    p[20:30, 0, 1] = 0.0
+    p[:12, 1:, 0], p[12:25, 1:, 0] = 0.95, 0.3  # keys 1-3: down, then half up until they end
+    truth = [Note(60, 0.0, 12 / fps, 64), Note(60, 17 / fps, 30 / fps, 64)] + [Note(pitch, 0.0, 25 / fps, 64) for pitch in (61, 62, 63)]
+    take = SimpleNamespace(name="held", notes=truth, lowest=lowest, fps=fps, strips=np.zeros(50))
+    thresholds, metrics = train._best_thresholds(None, [take], [p])
+    assert thresholds.frame_off == min(train.DECODER_GRID["frame_off"])
+    split = train.evaluate(None, [take], replace(thresholds, frame_off=0.5), [p])[0]
+    assert split["onset_f1"] > metrics["onset_f1"]  # what ranking by onset F1 alone would have chosen
+    assert metrics["onset_offset_f1"] > split["onset_offset_f1"]
 
 
 def test_scores_on_a_known_answer():
