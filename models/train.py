@@ -244,33 +244,59 @@ def evaluate(net: PianoNet, takes: list[TakeData], thresholds: Thresholds | None
     return {k: mean_of([r[k] for r in per_take]) for k in keys}, per_take
 
 
+def head_posteriors(net: PianoNet, takes: list[TakeData], feats: list[torch.Tensor] | None = None) -> dict[str, list[np.ndarray]]:
+    """Each head's posteriors of every take, by head name (``feats``: the takes' ``take_features`` when already computed)."""
+    feats = feats or [take_features(net, data) for data in takes]
+    return {head: [posteriors(net, data, head=head, feats=f) for data, f in zip(takes, feats)] for head in net.heads()}
+
+
+def head_metric(head: str, metric: str) -> str:
+    """The name ``heads_metrics`` gives a head's metric: the live head's as it is, the others' with the head's name in front."""
+    return metric if head == "live" else f"{head}_{metric}"
+
+
+def heads_metrics(net: PianoNet, takes: list[TakeData], probs: dict[str, list[np.ndarray]],
+                  thresholds: Thresholds | None = None) -> dict[str, float]:
+    """Every head's mean metrics (``head_metric`` names them) of its notes timed as the product times them: the
+    live head's as ``run`` sends them, the offline head's as ``transcribe`` writes them."""
+    out = {}
+    for head, head_probs in probs.items():
+        result = evaluate(net, takes, thresholds, head_probs, as_file=head != "live")[0]
+        out.update({head_metric(head, name): value for name, value in result.items()})
+    return out
+
+
 def tune_decoder(net: PianoNet, takes: list[TakeData], keep: Thresholds | None = None) -> tuple[Thresholds, dict[str, float]]:
-    """The decoder thresholds (over ``DECODER_GRID``; ``keep``'s when given) with the best mean onset F1 plus
-    onset+offset F1 on these takes, then the velocity line fitted to their matched notes (``fit_velocity``), and the metrics with both."""
-    probs = [posteriors(net, data) for data in takes]
+    """The decoder thresholds (over ``DECODER_GRID``; ``keep``'s when given) with the best onset F1 plus
+    onset+offset F1 on these takes, over every head as the product uses it (``heads_metrics``), then the
+    velocity line fitted to their matched notes (``fit_velocity``), and the metrics with both."""
+    probs = head_posteriors(net, takes)
     if keep is None:
         thresholds, metrics = _best_thresholds(net, takes, probs)
     else:
         thresholds = replace(keep, velocity_shift=0.0, velocity_scale=1.0)
-        metrics = evaluate(net, takes, thresholds, probs)[0]
-    pairs = [matched_velocities(data.notes, decode(p, data.lowest, data.fps, thresholds)) for data, p in zip(takes, probs)]
+        metrics = heads_metrics(net, takes, probs, thresholds)
+    pairs = [matched_velocities(data.notes, decode(p, data.lowest, data.fps, thresholds, as_file=head != "live"))
+             for head, head_probs in probs.items() for data, p in zip(takes, head_probs)]
     true, predicted = (np.concatenate(a) for a in zip(*pairs))
     if len(true) < MIN_VELOCITY_NOTES:
         return thresholds, metrics
     shift, scale = fit_velocity(true, predicted)
     thresholds = replace(thresholds, velocity_shift=round(shift / 127, 4), velocity_scale=round(scale, 3))
-    return thresholds, evaluate(net, takes, thresholds, probs)[0]
+    return thresholds, heads_metrics(net, takes, probs, thresholds)
 
 
-def _best_thresholds(net: PianoNet, takes: list[TakeData], probs: list[np.ndarray]) -> tuple[Thresholds, dict[str, float]]:
-    """Over ``DECODER_GRID``: the thresholds with the best mean onset F1 plus onset+offset F1 (a note must
-    start and end right: onset F1 alone cannot choose the release level), then frame F1, and their metrics."""
+def _best_thresholds(net: PianoNet, takes: list[TakeData], probs: dict[str, list[np.ndarray]]) -> tuple[Thresholds, dict[str, float]]:
+    """Over ``DECODER_GRID``: the thresholds with the best onset F1 plus onset+offset F1 (a note must start
+    and end right: onset F1 alone cannot choose the release level), summed over the heads, then frame F1,
+    and their metrics (``heads_metrics``)."""
     best = None
     for values in itertools.product(*DECODER_GRID.values()):
         chosen = dict(zip(DECODER_GRID, values))
         thresholds = Thresholds(**chosen, rearm=round(0.6 * chosen["onset"], 3))
-        metrics = evaluate(net, takes, thresholds, probs)[0]
-        rank = (metrics["onset_f1"] + metrics["onset_offset_f1"], metrics["frame_f1_white"] + metrics["frame_f1_black"])
+        metrics = heads_metrics(net, takes, probs, thresholds)
+        rank = tuple(sum(metrics[head_metric(head, name)] for head in probs for name in names)
+                     for names in (("onset_f1", "onset_offset_f1"), ("frame_f1_white", "frame_f1_black")))
         if best is None or rank > best[0]:
             best = (rank, thresholds, metrics)
     return best[1], best[2]
@@ -296,7 +322,8 @@ def retune(folder: Path, takes: list[TakeData], log=print, velocity_only: bool =
     if not velocity_only:
         manifest["decoder_tuned_on"] = names
     (Path(folder) / "pianonet.json").write_text(json.dumps(manifest, indent=1))
-    log(f"decoder thresholds {asdict(thresholds)}: onset F1 {metrics['onset_f1']:.3f}")
+    log(f"decoder thresholds {asdict(thresholds)}: onset F1 " + ", ".join(
+        f"{head} {metrics[head_metric(head, 'onset_f1')]:.3f}" for head in net.heads()))
     return metrics
 
 
@@ -363,19 +390,11 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
         epoch += 1
         metrics = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started}
         if val_takes:
-            feats = val_feats if frozen else [take_features(net, data) for data in val_takes]
-            onset = {}
-            for head in HEADS:
-                result = evaluate(net, val_takes, probs=[posteriors(net, d, head=head, feats=f) for d, f in zip(val_takes, feats)],
-                                  as_file=head != "live")[0]  # each head's notes as run / transcribe time them
-                onset[head] = result["onset_f1"]
-                if head == "live":
-                    metrics.update(result)
-            metrics["offline_onset_f1"] = onset["offline"]
+            metrics.update(heads_metrics(net, val_takes, head_posteriors(net, val_takes, val_feats if frozen else None)))
         log(json.dumps(metrics))
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        key = np.mean([onset[h] for h in trained_heads(net, settings)]) if val_takes else -metrics["loss"]
+        key = np.mean([metrics[head_metric(h, "onset_f1")] for h in trained_heads(net, settings)]) if val_takes else -metrics["loss"]
         if best is None or key >= best["key"]:
             best = {"key": key, **metrics}
             kept = {"decoder": asdict(load_thresholds(init))} if frozen else {}  # the live head is the init's: so is its decoder
