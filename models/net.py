@@ -30,7 +30,6 @@ AHEAD = 2  # context frames the offline head sees after the frame it labels
 HEADS = {"live": 0, "offline": AHEAD}  # each head's look-ahead in context frames
 FEATURES = 48
 STEM_MAPS = 10  # full-resolution maps the stem adds to the halved strip and its difference from the keyboard at rest
-TRUNK_WIDTHS = (16, 24, 48, 48)  # channels of the trunk's four blocks (runs up to 31: 12, 16, 24, 24)
 OUTPUTS = ("frame", "onset", "offset", "velocity")
 
 
@@ -45,15 +44,15 @@ class Trunk(nn.Module):
     """(B, INPUTS, H, W) strips, their difference from the keyboard at rest and from the strip a context
     frame before (uint8 range) -> (B, FEATURES, W // 2) features along the keyboard (H and W even)."""
 
-    def __init__(self, height: int, widths: tuple[int, ...] = TRUNK_WIDTHS):
+    def __init__(self, height: int):
         super().__init__()
         stem = nn.Conv2d(INPUTS, 2 + STEM_MAPS, 4, stride=2, padding=1, bias=False)  # linear: halves the strip, adds detail maps
-        channels = (2 + STEM_MAPS, *widths)
-        self.convs = nn.Sequential(stem, *(_block(cin, cout, (2, 1)) for cin, cout in zip(channels, channels[1:])))
+        self.convs = nn.Sequential(stem, _block(2 + STEM_MAPS, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)),
+                                   _block(24, 24, (2, 1)))
         rows = height // 2
-        for _ in widths:
+        for _ in range(4):
             rows = (rows + 1) // 2
-        self.mix = nn.Sequential(nn.Conv1d(widths[-1] * rows, FEATURES, 1), nn.ReLU(inplace=True),
+        self.mix = nn.Sequential(nn.Conv1d(24 * rows, FEATURES, 1), nn.ReLU(inplace=True),
                                  nn.Conv1d(FEATURES, FEATURES, 5, padding=2), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,12 +79,11 @@ class Head(nn.Module):
 
 
 class PianoNet(nn.Module):
-    """The trunk (``widths``: its blocks' channels), the live head (``head``) and, unless ``offline`` is
-    False, the offline head (``offline``)."""
+    """The trunk, the live head (``head``) and, unless ``offline`` is False, the offline head (``offline``)."""
 
-    def __init__(self, height: int, offline: bool = True, widths: tuple[int, ...] = TRUNK_WIDTHS):
+    def __init__(self, height: int, offline: bool = True):
         super().__init__()
-        self.trunk = Trunk(height, widths)
+        self.trunk = Trunk(height)
         self.head = Head(HEADS["live"])
         self.offline = Head(HEADS["offline"]) if offline else None
 
@@ -162,15 +160,15 @@ def grown_front(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torc
     """``state`` as it is, or, from a model trained on a strip with fewer rows in front of the keys (runs
     up to 27: none), the same model reading ``net``'s strip: the trunk's height mix gives the new rows zero
     weight, to be learnt from there."""
-    old = state["trunk.mix.0.weight"]
-    channels = state[f"trunk.convs.{len(net.trunk.convs) - 1}.0.weight"].shape[0]  # the weights' own trunk width
-    old_rows, rows = old.shape[1] // channels, net.trunk.mix[0].weight.shape[1] // net.trunk.convs[-1][0].out_channels
-    if old_rows == rows:
+    old, want = state["trunk.mix.0.weight"], net.trunk.mix[0].weight
+    if old.shape == want.shape:
         return state
+    channels = net.trunk.convs[-1][0].out_channels
+    old_rows, rows = old.shape[1] // channels, want.shape[1] // channels
     if old_rows > rows:
         raise PianoedgeError(f"these weights read a taller strip than this version's models ({old_rows} trunk rows, not {rows}): "
                              "use the pianoedge version they were trained with")
-    grown = old.new_zeros(old.shape[0], channels * rows, *old.shape[2:])
+    grown = old.new_zeros(want.shape)
     for channel in range(channels):  # the trunk's rows run from the keys' back end to the front: new ones come last
         grown[:, channel * rows:channel * rows + old_rows] = old[:, channel * old_rows:(channel + 1) * old_rows]
     return {**state, "trunk.mix.0.weight": grown}
@@ -186,26 +184,3 @@ def grown_motion(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, tor
     grown = stem.new_zeros(net.trunk.convs[0].weight.shape)
     grown[:, : stem.shape[1]] = stem
     return {**state, "trunk.convs.0.weight": grown}
-
-
-def grown_width(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, torch.Tensor]:
-    """``state`` as it is, or, from a narrower trunk (runs up to 31: blocks of 12, 16, 24, 24 channels),
-    ``net``'s wider one giving the same outputs: each new channel starts as ``net`` initialised it and
-    every old channel reads it with zero weight, to be learnt from there."""
-    target = net.state_dict()
-    if all(state[key].shape == value.shape for key, value in target.items() if key in state):
-        return state
-    grown = dict(state)
-    for key, fresh in target.items():
-        old = state.get(key)
-        if old is None or old.shape == fresh.shape:
-            continue
-        if any(o > n for o, n in zip(old.shape, fresh.shape)):
-            raise PianoedgeError(f"these weights have a wider trunk than this version's models ({key}: {tuple(old.shape)}, "
-                                 f"not {tuple(fresh.shape)}): use the pianoedge version they were trained with")
-        new = fresh.detach().clone()
-        if new.dim() > 1:
-            new[: old.shape[0], old.shape[1]:] = 0.0  # old channels ignore the new ones
-        new[tuple(slice(0, size) for size in old.shape)] = old
-        grown[key] = new
-    return grown

@@ -30,7 +30,7 @@ from pianoedge.takes import find_takes
 from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take, motion_batches
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
-from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem, grown_width
+from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
@@ -430,5 +430,5 @@ def load_weights(folder: Path = WEIGHTS) -> PianoNet:
         raise PianoedgeError(f"model weights not found: {path}; train them with: pianoedge train --data DIR -o RUN_DIR")
     state = torch.load(path, weights_only=True)
     net = PianoNet(STRIP_SIZE[1], offline="offline.mlp.0.weight" in state)
-    net.load_state_dict(grown_width(grown_motion(grown_front(grown_stem(state, net), net), net), net))
+    net.load_state_dict(grown_motion(grown_front(grown_stem(state, net), net), net))
     return net.eval()

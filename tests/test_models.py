@@ -17,9 +17,7 @@ torch = pytest.importorskip("torch", reason="the models are host-side: install t
 
 from pianoedge.models import train  # noqa: E402
 from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
-from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, INPUTS, STEM_MAPS, PianoNet, grown_front, grown_motion, grown_stem, grown_width  # noqa: E402
-
-NARROW = (12, 16, 24, 24)  # the trunk's widths up to run 31
+from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, INPUTS, STEM_MAPS, PianoNet, grown_front, grown_motion, grown_stem  # noqa: E402
 
 FPS = 25.0
 
@@ -329,51 +327,22 @@ def test_shipped_weights_load_and_carry_their_card():
 
 
 def test_weights_of_a_model_without_the_front_margin_grow_rows_it_gives_zero_weight():
-    """Runs up to 27 read the canonical strip alone (106 rows) with a narrower trunk: their weights load
-    (``--init``) into a model that also reads the rows in front of the keys, each feature channel's old
-    rows where they were and the new ones last, with zero weight; weights for a taller strip than this
-    version's are refused."""
-    old_net, net = PianoNet(K.CANONICAL_SIZE[1], widths=NARROW), PianoNet(STRIP_SIZE[1])
+    """Runs up to 27 read the canonical strip alone (106 rows): their weights load (``--init``) into a model
+    that also reads the rows in front of the keys, each feature channel's old rows where they were and
+    the new ones last, with zero weight; weights for a taller strip than this version's are refused."""
+    old_net, net = PianoNet(K.CANONICAL_SIZE[1]), PianoNet(STRIP_SIZE[1])
     old = old_net.state_dict()
     grown = grown_front(old, net)
-    channels = NARROW[-1]  # the rows grow; the channels stay the weights' own (``grown_width``'s part)
+    net.load_state_dict(grown)
+    channels = net.trunk.convs[-1][0].out_channels
     before = old["trunk.mix.0.weight"].reshape(FEATURES, channels, -1, 1)
-    after = grown["trunk.mix.0.weight"].reshape(FEATURES, channels, -1, 1)
+    after = net.trunk.mix[0].weight.detach().reshape(FEATURES, channels, -1, 1)
     assert after.shape[2] > before.shape[2]
     assert torch.equal(after[:, :, :before.shape[2]], before) and not after[:, :, before.shape[2]:].any()
-    net.load_state_dict(grown_width(grown, net))
     current = net.state_dict()
     assert grown_front(current, net) is current
     with pytest.raises(PianoedgeError, match="taller strip"):
-        grown_front(current, PianoNet(K.CANONICAL_SIZE[1]))
-
-
-def test_weights_of_a_narrower_trunk_load_into_the_wider_one_and_give_what_they_gave():
-    """Runs up to 31 had a narrower trunk (``NARROW``): their weights load with the new channels
-    read at zero weight, so the key features are the same to rounding, while the new channels are live
-    (initialised, to be learnt); weights of a wider trunk than this version's are refused."""
-    old_net = PianoNet(STRIP_SIZE[1], widths=NARROW)
-    rng = np.random.default_rng(1)
-    for module in old_net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):  # statistics other than the initial ones
-            module.running_mean.copy_(torch.from_numpy(rng.normal(0, 0.5, module.num_features)))
-            module.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, module.num_features)))
-    old_net.eval()
-    net = PianoNet(STRIP_SIZE[1])
-    net.load_state_dict(grown_width(old_net.state_dict(), net))
-    net.eval()
-    assert net.trunk.convs[-1][0].out_channels > NARROW[-1]
-    new_channels = net.trunk.convs[2][0].weight[NARROW[1]:]
-    assert new_channels.abs().sum() > 0  # the new channels compute something ...
-    assert not net.trunk.convs[3][0].weight[:NARROW[2], NARROW[1]:].any()  # ... that the old ones read at zero weight
-    strips, previous, rest = (torch.from_numpy(rng.integers(0, 256, (n, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)) for n in (2, 2, 1))
-    pool = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0]))
-    with torch.no_grad():
-        assert torch.allclose(net.key_features(strips, rest, pool, previous), old_net.key_features(strips, rest, pool, previous), atol=1e-5)
-    current = net.state_dict()
-    assert grown_width(current, net) is current
-    with pytest.raises(PianoedgeError, match="wider trunk"):
-        grown_width(current, PianoNet(STRIP_SIZE[1], widths=NARROW))
+        grown_front(current, old_net)
 
 
 def test_weights_of_the_half_size_model_grow_a_stem_that_sees_what_it_saw():
