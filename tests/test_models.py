@@ -173,9 +173,8 @@ def test_the_decoder_grid_chooses_the_release_level_by_where_notes_end_as_well_a
 
     fps, lowest = FPS, 60
     p = posteriors_for(50, keys=4)
-    p[[0, 20], 0, 1] = p[0, 1:, 1] = 0.9  # onsets: key 0's first note and keys 1-3
-    p[:12, 0, 0], p[12:17, 0, 0], p[17:30, 0, 0] = 0.95, 0.3, 0.95  # key 0: down, half up, down (no onset): two notes
-    p[20:30, 0, 1] = 0.0
+    p[0, :, 1] = 0.9  # an onset on every key at the first frame, none for key 0's second note
+    p[:12, 0, 0], p[12:17, 0, 0], p[17:30, 0, 0] = 0.95, 0.3, 0.95  # key 0: down, half up, down again: two notes
     p[:12, 1:, 0], p[12:25, 1:, 0] = 0.95, 0.3  # keys 1-3: down, then half up until they end
     truth = [Note(60, 0.0, 12 / fps, 64), Note(60, 17 / fps, 30 / fps, 64)] + [Note(pitch, 0.0, 25 / fps, 64) for pitch in (61, 62, 63)]
     take = SimpleNamespace(name="held", notes=truth, lowest=lowest, fps=fps, strips=np.zeros(50))
