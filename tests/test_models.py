@@ -185,6 +185,21 @@ def test_the_decoder_grid_chooses_the_release_level_by_where_notes_end_as_well_a
     assert metrics["offline_onset_offset_f1"] > split["onset_offset_f1"]
 
 
+def test_each_head_is_scored_as_the_product_times_its_notes():
+    """The live head's notes are scored as ``run`` sends them (the frame that decided them), the offline
+    head's as ``transcribe`` writes them (at the onset posterior's peak): a press whose onset posterior
+    rises a frame before its peak is late live and on time in a file."""
+    from types import SimpleNamespace
+
+    p = posteriors_for(40, keys=1)
+    p[10:13, 0, 1] = 0.5, 0.9, 0.5  # the tracker fires at frame 10, the peak is frame 11
+    p[10:30, 0, 0] = 0.95
+    truth = [Note(60, 12 / FPS, 30 / FPS, 64)]  # 80 ms after frame 10, 40 ms after the peak
+    take = SimpleNamespace(name="late", notes=truth, lowest=60, fps=FPS, strips=np.zeros(40))
+    metrics = train.heads_metrics(None, [take], {"live": [p], "offline": [p]})
+    assert metrics["onset_f1"] == 0.0 and metrics["offline_onset_f1"] == 1.0
+
+
 def test_scores_on_a_known_answer():
     truth = [Note(60, 0.0, 0.5, 80), Note(64, 1.0, 1.5, 40)]
     perfect = score(truth, truth, FPS, 50)
