@@ -16,10 +16,16 @@ from pianoedge.notes import Note
 torch = pytest.importorskip("torch", reason="the models are host-side: install the host extra (torch)")
 
 from pianoedge.models import train  # noqa: E402
-from pianoedge.models.data import STRIP_SIZE, black_flags, context_stride, key_pool  # noqa: E402
+from pianoedge.models.data import STRIP_SIZE, TakeData, black_flags, context_stride, key_pool  # noqa: E402
 from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, INPUTS, STEM_MAPS, PianoNet, grown_front, grown_motion, grown_stem  # noqa: E402
 
 FPS = 25.0
+
+
+def decoded_take(name: str, notes: list[Note], posteriors: np.ndarray, lowest: int = 60) -> TakeData:
+    """A take to score hand-made ``posteriors`` against: its true notes, one (empty) strip per frame."""
+    frames, keys = posteriors.shape[:2]
+    return TakeData(name, np.zeros((frames, 1, 1), np.uint8), np.zeros((1, 1), np.uint8), {}, notes, lowest, keys, FPS)
 
 
 def posteriors_for(frames: int, keys: int = 88) -> np.ndarray:
@@ -169,15 +175,12 @@ def test_the_decoder_grid_chooses_the_release_level_by_where_notes_end_as_well_a
     """Onset F1 alone would keep a release level that splits two notes which a half-down key joins (one
     more onset found) while ending three held notes half a second early; the grid ranks onset plus
     onset+offset F1, so it takes the level that ends them right."""
-    from types import SimpleNamespace
-
-    fps, lowest = FPS, 60
     p = posteriors_for(50, keys=4)
     p[0, :, 1] = 0.9  # an onset on every key at the first frame, none for key 0's second note
     p[:12, 0, 0], p[12:17, 0, 0], p[17:30, 0, 0] = 0.95, 0.3, 0.95  # key 0: down, half up, down again: two notes
     p[:12, 1:, 0], p[12:25, 1:, 0] = 0.95, 0.3  # keys 1-3: down, then half up until they end
-    truth = [Note(60, 0.0, 12 / fps, 64), Note(60, 17 / fps, 30 / fps, 64)] + [Note(pitch, 0.0, 25 / fps, 64) for pitch in (61, 62, 63)]
-    take = SimpleNamespace(name="held", notes=truth, lowest=lowest, fps=fps, strips=np.zeros(50))
+    truth = [Note(60, 0.0, 12 / FPS, 64), Note(60, 17 / FPS, 30 / FPS, 64)] + [Note(pitch, 0.0, 25 / FPS, 64) for pitch in (61, 62, 63)]
+    take = decoded_take("held", truth, p)
     thresholds, metrics = train._best_thresholds(None, [take], {"offline": [p]})  # the head transcribe decodes, its notes as a file's
     assert thresholds.frame_off == min(train.DECODER_GRID["frame_off"])
     split = train.evaluate(None, [take], replace(thresholds, frame_off=0.5), [p])[0]
@@ -189,13 +192,11 @@ def test_each_head_is_scored_as_the_product_times_its_notes():
     """The live head's notes are scored as ``run`` sends them (the frame that decided them), the offline
     head's as ``transcribe`` writes them (at the onset posterior's peak): a press whose onset posterior
     rises a frame before its peak is late live and on time in a file."""
-    from types import SimpleNamespace
-
     p = posteriors_for(40, keys=1)
     p[10:13, 0, 1] = 0.5, 0.9, 0.5  # the tracker fires at frame 10, the peak is frame 11
     p[10:30, 0, 0] = 0.95
     truth = [Note(60, 12 / FPS, 30 / FPS, 64)]  # 80 ms after frame 10, 40 ms after the peak
-    take = SimpleNamespace(name="late", notes=truth, lowest=60, fps=FPS, strips=np.zeros(40))
+    take = decoded_take("late", truth, p)
     metrics = train.heads_metrics(None, [take], {"live": [p], "offline": [p]})
     assert metrics["onset_f1"] == 0.0 and metrics["offline_onset_f1"] == 1.0
 
