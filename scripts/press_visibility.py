@@ -39,8 +39,8 @@ def key_signal(tr: TakeRenderer, lock, frame: int, index: int, cols: slice, hand
     at_rest[:, index] = 0.0
     strips = []
     for samples in (played, at_rest):
-        tr.renderer._noise_rng = np.random.default_rng(0)  # the same sensor noise in both renders
-        strips.append(to_strip(lock, tr.renderer.render(samples, capsules, blobs), STRIP_SIZE).astype(np.int16))
+        frame = tr.renderer.finish(tr.renderer.render(samples, capsules, blobs, finish=False), noise=0)  # the same noise in both
+        strips.append(to_strip(lock, frame, STRIP_SIZE).astype(np.int16))
     return int((np.abs(strips[0][:, cols] - strips[1][:, cols]) >= levels).sum())
 
 

@@ -404,10 +404,12 @@ class Renderer:
             self._draw_hands(frame, list(capsules), list(blobs))
         return self.finish(frame) if finish else frame
 
-    def finish(self, frame: np.ndarray) -> np.ndarray:
-        """Light, sensor noise, defocus and the lens: what turns a render into a recording."""
+    def finish(self, frame: np.ndarray, noise: int | None = None) -> np.ndarray:
+        """Light, sensor noise, defocus and the lens: what turns a render into a recording. ``noise``: which
+        of the take's sensor-noise frames to add (default: one at random, as a camera would)."""
         cv2.multiply(frame, self.light_map, frame, scale=1 / LIGHT_MAP_ONE)
-        frame = cv2.add(frame, self.noise[int(self._noise_rng.integers(len(self.noise)))], dtype=cv2.CV_8U)
+        index = int(self._noise_rng.integers(len(self.noise))) if noise is None else noise
+        frame = cv2.add(frame, self.noise[index], dtype=cv2.CV_8U)
         if self.params.blur_sigma > 0.3:
             frame = cv2.GaussianBlur(frame, (0, 0), self.params.blur_sigma)
         if self.distortion is not None:

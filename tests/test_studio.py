@@ -310,3 +310,24 @@ def test_same_seed_same_bytes_and_another_seed_differs(tmp_path):
     for suffix in (".mp4", ".mid", ".json", ".npz"):
         assert (tmp_path / "a" / f"t{suffix}").read_bytes() == (tmp_path / "b" / f"t{suffix}").read_bytes(), suffix
     assert (tmp_path / "a" / "t.mp4").read_bytes() != (tmp_path / "c" / "t.mp4").read_bytes()
+
+
+def test_a_key_put_back_at_rest_under_the_same_noise_changes_only_its_own_pixels():
+    """What ``scripts/press_visibility.py`` measures: one frame rendered as played and with one pressed key
+    alone at rest, the hands and the sensor noise the same, differs on that key and nowhere else."""
+    notes = performance(4, seconds=4.0)
+    take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, width=640, height=360)
+    frame = next(i for i in range(take.frame_count) if (take.samples[i].min(axis=0) > 0.99).any())
+    key = int(np.flatnonzero(take.samples[frame].min(axis=0) > 0.99)[0])
+    capsules, blobs = take.hand_geometry(frame)
+    at_rest = take.samples[frame].copy()
+    at_rest[:, key] = 0.0
+
+    def finished(samples):
+        return take.renderer.finish(take.renderer.render(samples, capsules, blobs, finish=False), noise=0).astype(int)
+
+    played = finished(take.samples[frame])
+    assert np.array_equal(played, finished(take.samples[frame]))  # the same noise: the same frame
+    ys, xs = np.nonzero(np.abs(played - finished(at_rest)).max(axis=2) >= 16)
+    white_key_px = 640 * take.params.fill / 52
+    assert len(xs) > 20 and np.ptp(xs) < 3 * white_key_px  # a visible change, one key wide
