@@ -7,8 +7,8 @@ script stops if the planned scene differs from the take's metadata). For each no
 where its key is deepest in the first 0.1 s, the frame is rendered twice, with the key as played and
 with that key alone at rest (the hands, light and sensor noise identical), and both are warped to the
 model's strip with the labelled lock. The key's own signal is what differs over its columns: the
-count of strip pixels that change by at least ``--levels`` grey levels (default ``VISIBLE_LEVELS``). The same pair without
-hands says how much the hands hide. With ``--model``, each note also gets the model's highest P(onset)
+count of strip pixels that change by at least ``--levels`` grey levels (default ``VISIBLE_LEVELS``).
+The same pair without hands says how much the hands hide. With ``--model``, each note also gets the model's highest P(onset)
 on its key within two frames of its start (offline head), as in BENCHMARKS' twenty-first session.
 Prints, per bucket of visible pixels, the share of notes and the model's answers.
 """
@@ -25,7 +25,7 @@ from pianoedge.models.data import STRIP_SIZE, load_take, lock_of_take, to_strip
 from pianoedge.takes import find_takes
 from pianoedge.studio.take import TakeRenderer
 
-VISIBLE_LEVELS = 8  # grey levels of change that survive sensor noise and H.264
+VISIBLE_LEVELS = 16  # grey levels of change counted as visible (the key's side wall, its tilted top in the light)
 BESIDE_PX = 3  # columns either side of the key's span (its edges move into the gaps)
 DEEPEST_WITHIN_S = 0.1
 BUCKETS = (0, 1, 10, 40, 10**9)  # visible pixels: none, a few, some, plenty
@@ -39,8 +39,8 @@ def key_signal(tr: TakeRenderer, lock, frame: int, index: int, cols: slice, hand
     at_rest[:, index] = 0.0
     strips = []
     for samples in (played, at_rest):
-        frame = tr.renderer.finish(tr.renderer.render(samples, capsules, blobs, finish=False), noise=0)  # the same noise in both
-        strips.append(to_strip(lock, frame, STRIP_SIZE).astype(np.int16))
+        image = tr.renderer.finish(tr.renderer.render(samples, capsules, blobs, finish=False), noise=0)  # the same noise in both
+        strips.append(to_strip(lock, image, STRIP_SIZE).astype(np.int16))
     return int((np.abs(strips[0][:, cols] - strips[1][:, cols]) >= levels).sum())
 
 
