@@ -49,7 +49,8 @@ def take_rows(take, net, max_notes: int | None, levels: int) -> list[dict]:
     studio = meta.get("studio")
     if not studio:
         raise SystemExit(f"{take.video} has no studio metadata: this script re-renders studio takes only")
-    tr = TakeRenderer(take.notes(), int(studio["seed"]), int(meta["num_keys"]))
+    notes = take.notes()
+    tr = TakeRenderer(notes, int(studio["seed"]), int(meta["num_keys"]))
     if json.loads(json.dumps(tr.params.to_json())) != studio["params"]:
         raise SystemExit(f"{take.video}: the scene planned again differs from its metadata (another studio version?)")
     lock = lock_of_take(take)
@@ -61,7 +62,7 @@ def take_rows(take, net, max_notes: int | None, levels: int) -> list[dict]:
 
         probs = posteriors(net, load_take(take), head="offline" if "offline" in net.heads() else "live")
     rows = []
-    for note in take.notes()[:max_notes]:
+    for note in notes[:max_notes]:
         index = note.pitch - lowest
         start = int(round(note.start * fps))
         window = range(start, min(start + max(1, round(DEEPEST_WITHIN_S * fps)) + 1, tr.frame_count))

@@ -316,7 +316,8 @@ def test_a_key_put_back_at_rest_under_the_same_noise_changes_only_its_own_pixels
     """What ``scripts/press_visibility.py`` measures: one frame rendered as played and with one pressed key
     alone at rest, the hands and the sensor noise the same, differs on that key and nowhere else."""
     notes = performance(4, seconds=4.0)
-    take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, width=640, height=360)
+    width = 640
+    take = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, width=width, height=360)
     frame = next(i for i in range(take.frame_count) if (take.samples[i].min(axis=0) > 0.99).any())
     key = int(np.flatnonzero(take.samples[frame].min(axis=0) > 0.99)[0])
     capsules, blobs = take.hand_geometry(frame)
@@ -328,6 +329,6 @@ def test_a_key_put_back_at_rest_under_the_same_noise_changes_only_its_own_pixels
 
     played = finished(take.samples[frame])
     assert np.array_equal(played, finished(take.samples[frame]))  # the same noise: the same frame
-    ys, xs = np.nonzero(np.abs(played - finished(at_rest)).max(axis=2) >= 16)
-    white_key_px = 640 * take.params.fill / 52
+    _, xs = np.nonzero(np.abs(played - finished(at_rest)).max(axis=2) >= 16)
+    white_key_px = width * take.params.fill / K.layout(88).num_white
     assert len(xs) > 20 and np.ptp(xs) < 3 * white_key_px  # a visible change, one key wide
