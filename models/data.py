@@ -20,6 +20,8 @@ from pianoedge.takes import Take, frame_labels
 FRONT_MARGIN_PX = 30  # rows of what lies in front of the keys (42 mm): fingers striking a key's front edge, its front face dropping
 STRIP_SIZE = (K.CANONICAL_SIZE[0], K.CANONICAL_SIZE[1] + FRONT_MARGIN_PX)  # model input (width, height): 17 px per white key
 CONTEXT_FPS = 30.0  # the head's context frames are about 1/30 s apart whatever the camera's rate (every other frame at 50-60 fps)
+KEY_CHANGE_LABEL = "key_change"  # studio label in NAME.npz: what the keys alone change in the strip (``studio.keychange``)
+KEY_CHANGE_BANDS = 8  # its row bands (17 rows each)
 FILE_REST_FRAMES = 25  # a file's rest view is made from this many frames spread over all of it (a camera's: from the lock's frames)
 
 
@@ -195,6 +197,7 @@ class TakeData:
     lowest: int
     num_keys: int
     fps: float
+    key_change: np.ndarray | None = None  # (frames, KEY_CHANGE_BANDS, W) uint8 studio label, when the take has it
 
     @cached_property
     def camera_rest(self) -> np.ndarray:
@@ -225,4 +228,16 @@ def load_take(take: Take, size: tuple[int, int] = STRIP_SIZE) -> TakeData:
     notes = take.notes()
     rest = rest_view(strips[rest_frames(len(strips), fps)], lock.num_keys, lock.lowest_key)
     return TakeData(take.name, strips, rest, frame_labels(notes, fps, len(strips)), notes,
-                    lock.lowest_key, lock.num_keys, fps)
+                    lock.lowest_key, lock.num_keys, fps, key_change_of(take, strips.shape))
+
+
+def key_change_of(take: Take, strips_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The take's key-change label (``KEY_CHANGE_LABEL``) when its NAME.npz has one for every strip, else None."""
+    if not take.labels_path.is_file():
+        return None
+    with np.load(take.labels_path) as labels:
+        if KEY_CHANGE_LABEL not in labels.files:
+            return None
+        change = labels[KEY_CHANGE_LABEL]
+    frames, _, width = strips_shape
+    return change if change.shape == (frames, KEY_CHANGE_BANDS, width) else None

@@ -91,31 +91,51 @@ class PianoNet(nn.Module):
         """The heads this model has, by name (``HEADS``)."""
         return {name: head for name, head in (("live", self.head), ("offline", self.offline)) if head is not None}
 
-    def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor,
-                     previous: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, H, W) strips, (N or 1, H, W) the keyboard at rest, (keys, W) the keys' spans (``key_pool``)
-        and (N, H, W) the strips a context frame before each (``data.context_stride``; the strips
-        themselves when there is none) -> (N, keys, FEATURES).
+    def strip_features(self, strips: torch.Tensor, rest: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, H, W) strips, (N or 1, H, W) the keyboard at rest and (N, H, W) the strips a context frame
+        before each (``data.context_stride``; the strips themselves when there is none) -> (N, FEATURES, W // 2)
+        the trunk's features along the keyboard.
 
         The rest view (the bare keyboard, ``data.rest_view``) makes what changed stand out whatever the
         piano, its light or the camera; the frame before, what is moving (a key's edge shifting a
         pixel as it goes down, a finger falling)."""
         strips = strips.float()
         previous = strips if previous is None else previous.float()
-        x = torch.stack([strips - 127.5, strips - rest.float().expand_as(strips), strips - previous], dim=1)
-        half = pool.reshape(pool.shape[0], -1, 2).sum(dim=2)  # the spans on the trunk's half-width columns
-        return torch.einsum("ncw,kw->nkc", self.trunk(x), half)
+        return self.trunk(torch.stack([strips - 127.5, strips - rest.float().expand_as(strips), strips - previous], dim=1))
 
-    def clip_features(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, lead: int = 0) -> torch.Tensor:
-        """(B, lead + L, H, W) consecutive strips and (B, H, W) rest views -> (B, L, keys, FEATURES) of the
-        last L, each read with the strip ``lead`` frames before it (a context frame: ``lead`` is the
-        stride; 0: no motion seen)."""
+    @staticmethod
+    def pooled(features: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        """(N, FEATURES, W // 2) features along the keyboard and (keys, W) the keys' spans (``key_pool``) ->
+        (N, keys, FEATURES): each key's average over its span."""
+        half = pool.reshape(pool.shape[0], -1, 2).sum(dim=2)  # the spans on the trunk's half-width columns
+        return torch.einsum("ncw,kw->nkc", features, half)
+
+    def key_features(self, strips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor,
+                     previous: torch.Tensor | None = None) -> torch.Tensor:
+        """``strip_features`` pooled per key (``pooled``): (N, keys, FEATURES)."""
+        return self.pooled(self.strip_features(strips, rest, previous), pool)
+
+    def clip_maps(self, clips: torch.Tensor, rest: torch.Tensor, lead: int = 0) -> torch.Tensor:
+        """(B, lead + L, H, W) consecutive strips and (B, H, W) rest views -> (B, L, FEATURES, W // 2)
+        ``strip_features`` of the last L, each read with the strip ``lead`` frames before it (a context
+        frame: ``lead`` is the stride; 0: no motion seen)."""
         b, total, h, w = clips.shape
         length = total - lead
         rest = rest[:, None].expand(b, length, h, w).reshape(b * length, h, w)
         frames = clips[:, lead:].reshape(b * length, h, w)
         previous = clips[:, :length].reshape(b * length, h, w) if lead else None
-        return self.key_features(frames, rest, pool, previous).reshape(b, length, pool.shape[0], -1)
+        features = self.strip_features(frames, rest, previous)
+        return features.reshape(b, length, *features.shape[1:])
+
+    def clip_features(self, clips: torch.Tensor, rest: torch.Tensor, pool: torch.Tensor, lead: int = 0) -> torch.Tensor:
+        """``clip_maps`` pooled per key: (B, L, keys, FEATURES)."""
+        return self.pooled_clips(self.clip_maps(clips, rest, lead), pool)
+
+    @classmethod
+    def pooled_clips(cls, maps: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        """(B, L, FEATURES, W // 2) ``clip_maps`` -> (B, L, keys, FEATURES), each key's average over its span."""
+        b, length = maps.shape[:2]
+        return cls.pooled(maps.flatten(0, 1), pool).reshape(b, length, pool.shape[0], -1)
 
     def run_head(self, name: str, feats: torch.Tensor, black: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """(B, L, keys, F) features of consecutive frames -> (B, n, keys, 4): the head ``name``'s outputs for

@@ -22,15 +22,17 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 from pianoedge.takes import find_takes
 
-from .data import CONTEXT_FPS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take, motion_batches
+from .data import (CONTEXT_FPS, KEY_CHANGE_BANDS, STRIP_SIZE, TakeData, black_flags, context_span, context_stride, key_pool, load_take,
+                   motion_batches)
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
-from .net import AHEAD, CONTEXT, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem
+from .net import AHEAD, CONTEXT, FEATURES, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
@@ -51,6 +53,7 @@ class Settings:
     frame_weight: float = 2.0  # positive-class weights: pressed keys are few, onsets rarer
     onset_weight: float = 4.0
     offset_weight: float = 2.0
+    key_change_weight: float = 1.0  # the trunk's side task on studio takes that have the label (``key_change_head``); 0: none
 
 
 def load_takes(folders: list[str | Path], progress=None) -> list[TakeData]:
@@ -75,11 +78,13 @@ REST_SHIFT_PX = 1.0  # the camera moves this far at most (strip pixels) after th
 CAMERA_REST_SHARE = 0.5  # clips read against the rest view a live camera has (``TakeData.camera_rest``), the others a file's
 
 
-def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator,
+            change: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One random camera/lock/light change applied to every frame of a clip and to its rest view; in
     half the clips the rest view is also shifted against the frames by up to ``REST_SHIFT_PX`` each way
     (a camera clipped to a piano moves a little after the lock, and a real rest view never lines up
-    with every frame to the pixel)."""
+    with every frame to the pixel). ``change``: the clip's (frames, KEY_CHANGE_BANDS, W) key-change
+    label, moved as its frames are (no light change: it says where, not how bright)."""
     h, w = clip.shape[1:]
     scale = rng.uniform(0.98, 1.02)
     m = np.array([[scale, 0, rng.uniform(-1.5, 1.5) + (1 - scale) * w / 2], [0, rng.uniform(0.96, 1.04), rng.uniform(-1.5, 1.5)]])
@@ -92,7 +97,12 @@ def _jitter(clip: np.ndarray, rest: np.ndarray, rng: np.random.Generator) -> tup
         out = np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in out])
     out = 255.0 * (out / 255.0) ** gamma
     out = np.clip(out * gain + bias + rng.normal(0, rng.uniform(0, 4), out.shape), 0, 255)
-    return out[:-1], out[-1]
+    if change is not None:
+        rows = h // KEY_CHANGE_BANDS  # in bands: row y = rows * band + (rows - 1) / 2
+        centre = (rows - 1) / 2
+        bands = np.array([m[0], [0, m[1, 1], (centre * (m[1, 1] - 1) + m[1, 2]) / rows]])
+        change = np.stack([cv2.warpAffine(c, bands, (w, KEY_CHANGE_BANDS), borderMode=cv2.BORDER_REPLICATE) for c in change])
+    return out[:-1], out[-1], change
 
 
 def _clip_draws(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
@@ -115,18 +125,33 @@ def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
     """Clips (``_clip_draws``), each with the ``stride`` frames before it (``PianoNet.clip_features``' lead):
     inputs, targets of every frame (``head_targets`` picks each head's), pooling, black flags and the stride."""
     first, stride, draws = _clip_draws(takes, settings, rng)
-    clips, rests, targets = [], [], []
+    clips, rests, targets, changes = [], [], [], []
     for index, start in draws:
         data = takes[index]
         rest = data.camera_rest if rng.random() < CAMERA_REST_SHARE else data.rest
         frames = np.maximum(np.arange(start - stride, start + settings.clip), 0)  # ``stride`` frames before the clip: its motion
-        clip, rest = _jitter(data.strips[frames], rest, rng)
+        labelled = data.key_change[start : start + settings.clip] if data.key_change is not None else None
+        clip, rest, change = _jitter(data.strips[frames], rest, rng, labelled)
         clips.append(clip)
         rests.append(rest)
         targets.append(_targets(data, slice(start, start + settings.clip)))
+        changes.append(change)
     size, lowest = first.num_keys, first.lowest
     return (torch.from_numpy(np.stack(clips)), torch.from_numpy(np.stack(rests)), torch.from_numpy(np.stack(targets).astype(np.float32)),
-            torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)), stride)
+            torch.from_numpy(key_pool(size, lowest, STRIP_SIZE[0])), torch.from_numpy(black_flags(size, lowest)), stride,
+            _change_targets(changes, settings.clip))
+
+
+def _change_targets(changes: list[np.ndarray | None], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clips' key-change labels as the trunk's side task reads them: (B, frames, KEY_CHANGE_BANDS, W // 2)
+    shares 0..1 (two strip columns per trunk column; zero for a clip without the label) and (B,) 1.0
+    where the clip has it."""
+    width = STRIP_SIZE[0]
+    target = np.zeros((len(changes), frames, KEY_CHANGE_BANDS, width // 2), np.float32)
+    for i, change in enumerate(changes):
+        if change is not None:
+            target[i] = change.reshape(frames, KEY_CHANGE_BANDS, width // 2, 2).mean(axis=3) / 255.0
+    return torch.from_numpy(target), torch.tensor([c is not None for c in changes], dtype=torch.float32)
 
 
 @dataclass
@@ -144,7 +169,7 @@ def take_feature_draws(net: PianoNet, takes: list[TakeData], seed: int, progress
         rng = np.random.default_rng([seed, i])
         draws = [take_features(net, data)]
         for _ in range(FEATURE_DRAWS - 1):
-            strips, rest = (a.astype(np.uint8) for a in _jitter(data.strips, data.rest, rng))
+            strips, rest = (a.astype(np.uint8) for a in _jitter(data.strips, data.rest, rng)[:2])
             draws.append(take_features(net, replace(data, strips=strips, rest=rest)))
         out.append(TakeFeatures(data, draws))
         if progress is not None:
@@ -180,10 +205,30 @@ def trained_heads(net: PianoNet, settings: Settings) -> list[str]:
     return ["offline"] if settings.heads == "offline" else list(net.heads())
 
 
-def step_loss(net: PianoNet, batch: tuple, settings: Settings) -> torch.Tensor:
-    """The loss of one ``_batch``, summed over the heads trained."""
-    clips, rest, target, pool, black, stride = batch
-    return heads_loss(net, net.clip_features(clips, rest, pool, lead=stride), target, black, stride, settings)
+KEY_CHANGE_POS_WEIGHT = 10.0  # changed pixels are few (under 1 % of the strip): their weight in the side task
+
+
+SIDE_TASK_LOG = "side task: the keys' own change (studio label), on the takes that have it"
+
+
+def key_change_head() -> nn.Conv1d:
+    """The trunk's side task in training: from the trunk's features along the keyboard, what the keys alone
+    change in each of the strip's ``KEY_CHANGE_BANDS`` row bands (``studio.keychange``), as logits. It
+    teaches the trunk a key's own motion under a hand; the model ships without it."""
+    return nn.Conv1d(FEATURES, KEY_CHANGE_BANDS, 1)
+
+
+def step_loss(net: PianoNet, batch: tuple, settings: Settings, side: nn.Conv1d | None = None) -> torch.Tensor:
+    """The loss of one ``_batch``, summed over the heads trained, plus ``settings.key_change_weight`` times
+    the side task's (``side``, a ``key_change_head``) on the clips with the label."""
+    clips, rest, target, pool, black, stride, (change, labelled) = batch
+    maps = net.clip_maps(clips, rest, lead=stride)
+    loss = heads_loss(net, net.pooled_clips(maps, pool), target, black, stride, settings)
+    if side is None or not settings.key_change_weight or not labelled.any():
+        return loss
+    logits = side(maps.flatten(0, 1)).reshape(change.shape)
+    each = F.binary_cross_entropy_with_logits(logits, change, pos_weight=torch.tensor(KEY_CHANGE_POS_WEIGHT), reduction="none")
+    return loss + settings.key_change_weight * (each.mean(dim=(1, 2, 3)) * labelled).sum() / labelled.sum()
 
 
 def heads_loss(net: PianoNet, feats: torch.Tensor, target: torch.Tensor, black: torch.Tensor, stride: int,
@@ -346,7 +391,11 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
     trained = net.offline if settings.heads == "offline" else net
     for name, parameter in net.named_parameters():
         parameter.requires_grad_(settings.heads == "all" or name.startswith("offline."))
-    optimizer = torch.optim.AdamW(trained.parameters(), lr=settings.lr, weight_decay=1e-4)
+    labelled = any(data.key_change is not None for data in train_takes)
+    side = key_change_head() if settings.heads == "all" and settings.key_change_weight and labelled else None
+    if side is not None:
+        log(SIDE_TASK_LOG)
+    optimizer = torch.optim.AdamW(list(trained.parameters()) + (list(side.parameters()) if side else []), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs * settings.steps_per_epoch)
     epoch, best = 0, None
     checkpoint = run_dir / "checkpoint.pt"
@@ -363,6 +412,8 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
             raise PianoedgeError(f"{run_dir} holds a run with other settings ({changed}): resume it with the same "
                                  f"settings, or train into a new -o folder")
         net.load_state_dict(state["model"])
+        if side is not None:
+            side.load_state_dict(state["side"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         epoch, best = state["epoch"], state["best"]
@@ -376,7 +427,7 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
             if frozen:
                 loss = heads_loss(net, *_feature_batch(train_feats, settings, rng), settings)
             else:
-                loss = step_loss(net, _batch(train_takes, settings, rng), settings)
+                loss = step_loss(net, _batch(train_takes, settings, rng), settings, side)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -399,7 +450,7 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
             best = {"key": key, **metrics}
             kept = {"decoder": asdict(load_thresholds(init))} if frozen else {}  # the live head is the init's: so is its decoder
             save_weights(net, run_dir, {"settings": asdict(settings), "metrics": metrics, **kept})
-        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        torch.save({"model": net.state_dict(), "side": side and side.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "epoch": epoch, "best": best, "settings": asdict(settings)}, checkpoint)
     if val_takes and not frozen:
         best.update(retune(run_dir, val_takes, log))

@@ -34,6 +34,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
         except ValueError:
             raise PianoedgeError(f"--resolution {args.resolution!r}: write it as WIDTHxHEIGHT, e.g. 1280x720") from None
         overrides.update(width=w, height=h)
+    if args.relabel:
+        if args.midi or args.generate:
+            raise PianoedgeError("--relabel works on the takes already in -o DIR: give no MIDI files and no --generate")
+        from pianoedge.studio import dataset
+
+        bar = _progress(0, "take", "relabelling")
+        count = dataset.relabel_all([args.output], args.workers, bar)
+        if bar is not None:
+            bar.close()
+        print(f"relabelled {count} takes in {args.output}")
+        return 0
     if args.generate:
         if args.midi:
             raise PianoedgeError("give MIDI files or --generate N, not both")
@@ -271,7 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=float, help="frame rate (default: random 24..60)")
     synth.add_argument("--generate", type=int, metavar="N", help="build N takes from corpus pieces and exercises")
     synth.add_argument("--seconds", type=float, default=20.0, help="length of each generated take (default 20)")
-    synth.add_argument("--workers", type=int, help="parallel renderers for --generate (default: one per core)")
+    synth.add_argument("--workers", type=int, help="parallel renderers for --generate and --relabel (default: one per core)")
+    synth.add_argument("--relabel", action="store_true",
+                       help="add the labels this version writes (the keys' own change) to the studio takes already in -o DIR, "
+                            "each planned again from its MIDI and seed")
     synth.set_defaults(func=cmd_synth)
 
     lock = sub.add_parser("lock", help="find the keyboard once and write lock.json",

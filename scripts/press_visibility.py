@@ -2,7 +2,7 @@
 """How much of each studio press the camera can see at all, and whether the model's misses are the unseen ones.
 
 Run: .venv/bin/python scripts/press_visibility.py TAKE_DIR [TAKE_DIR ...] [--model models/weights] [--max-notes N]
-Studio takes only: each is planned again from its MIDI and seed (``studio.take.TakeRenderer``; the
+Studio takes only: each is planned again from its MIDI and seed (``studio.take.replanned``; the
 script stops if the planned scene differs from the take's metadata). For each note, at the frame
 where its key is deepest in the first 0.1 s, the frame is rendered twice, with the key as played and
 with that key alone at rest (the hands, light and sensor noise identical), and both are warped to the
@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from pianoedge import keys as K
+from pianoedge.errors import PianoedgeError
 from pianoedge.models.data import STRIP_SIZE, load_take, lock_of_take, to_strip
 from pianoedge.takes import find_takes
-from pianoedge.studio.take import TakeRenderer
+from pianoedge.studio.keychange import LEVELS as VISIBLE_LEVELS
+from pianoedge.studio.take import TakeRenderer, replanned
 
-VISIBLE_LEVELS = 16  # grey levels of change counted as visible (the key's side wall, its tilted top in the light)
 BESIDE_PX = 3  # columns either side of the key's span (its edges move into the gaps)
 DEEPEST_WITHIN_S = 0.1
 BUCKETS = (0, 1, 10, 40, 10**9)  # visible pixels: none, a few, some, plenty
@@ -46,13 +47,9 @@ def key_signal(tr: TakeRenderer, lock, frame: int, index: int, cols: slice, hand
 
 def take_rows(take, net, max_notes: int | None, levels: int) -> list[dict]:
     meta = take.meta()
-    studio = meta.get("studio")
-    if not studio:
-        raise SystemExit(f"{take.video} has no studio metadata: this script re-renders studio takes only")
     notes = take.notes()
-    tr = TakeRenderer(notes, int(studio["seed"]), int(meta["num_keys"]))
-    if json.loads(json.dumps(tr.params.to_json())) != studio["params"]:
-        raise SystemExit(f"{take.video}: the scene planned again differs from its metadata (another studio version?)")
+    tr = replanned(take)
+    studio = meta["studio"]
     lock = lock_of_take(take)
     lowest, fps = int(meta["lowest_key"]), float(meta["fps"])
     spans = K.layout(lock.num_keys, lowest).spans_px(STRIP_SIZE[0])
@@ -108,7 +105,10 @@ def main() -> None:
     rows = []
     for folder in args.folders:
         for take in find_takes(folder):
-            got = take_rows(take, net, args.max_notes, args.levels)
+            try:
+                got = take_rows(take, net, args.max_notes, args.levels)
+            except PianoedgeError as exc:
+                raise SystemExit(f"press_visibility: {exc}") from None
             print(f"{folder.name}/{take.name}: {len(got)} notes, none visible {sum(r['seen'] == 0 for r in got)}, "
                   f"none visible without hands {sum(r['bare'] == 0 for r in got)}", flush=True)
             rows += got

@@ -1,6 +1,7 @@
 """Whole training sets: music from the corpus and exercises, rendered in parallel workers."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -8,9 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from pianoedge import keys as K
+from pianoedge.errors import PianoedgeError
+from pianoedge.takes import Take, find_takes
 
 from . import music
-from .take import render_take
+from .take import relabel, render_take
 
 #: keyboard sizes drawn for generated takes (most pianos are 88-key)
 SIZE_WEIGHTS = {88: 0.6, 76: 0.2, 61: 0.2}
@@ -34,6 +37,12 @@ def plan(count: int, seconds: float, seed: int, corpus_fraction: float = 0.5) ->
     return jobs
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started afresh (spawned): a forked copy of a process whose OpenCV or torch threads
+    are running can deadlock."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _render(job: tuple[str, music.Performance, int, int], out_dir: str) -> str:
     import cv2
 
@@ -47,9 +56,33 @@ def build(out_dir: str | Path, count: int, seconds: float, seed: int, workers: i
     jobs = plan(count, seconds, seed)
     workers = workers or max(1, (os.cpu_count() or 1))
     done = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with _pool(workers) as pool:
         for path in pool.map(_render, jobs, [str(out_dir)] * len(jobs)):
             done.append(Path(path))
             if progress is not None:
                 progress.update(1)
     return done
+
+
+def _relabel(take: Take) -> str:
+    import cv2
+
+    cv2.setNumThreads(1)
+    relabel(take)
+    return take.name
+
+
+def relabel_all(folders: list[str | Path], workers: int | None = None, progress=None) -> int:
+    """Add the labels this studio writes and older takes lack (``take.relabel``) to every take in ``folders``;
+    returns how many. Every take is checked to be a studio take before any is written."""
+    takes = [t for folder in folders for t in find_takes(folder)]
+    for t in takes:
+        if "studio" not in t.meta():
+            raise PianoedgeError(f"{t.video} is not a studio take (its .json has no 'studio' entry): only studio takes can be relabelled")
+    if progress is not None:
+        progress.reset(total=len(takes))
+    with _pool(workers or max(1, (os.cpu_count() or 1))) as pool:
+        for _ in pool.map(_relabel, takes):
+            if progress is not None:
+                progress.update(1)
+    return len(takes)

@@ -10,10 +10,12 @@ from pianoedge import __version__
 from pianoedge import keys as K
 from pianoedge.calibration import lens
 from pianoedge.errors import PianoedgeError
+from pianoedge.models.data import KEY_CHANGE_LABEL, lock_of_take
 from pianoedge.notes import Note, read_notes, write_notes
-from pianoedge.takes import frame_labels
+from pianoedge.takes import Take, frame_labels
 from pianoedge.video import H264Writer
 
+from . import keychange
 from .hands import Hand, assign_hands
 from .motion import key_depths, release_times
 from .params import sample_params
@@ -37,6 +39,7 @@ class TakeRenderer:
             raise PianoedgeError("the MIDI file has no notes: give a performance with at least one note")
         sizes = fitting_sizes(notes)
         rng = np.random.default_rng(seed)
+        self.keys_given = num_keys  # None: drawn from the seed
         if num_keys is None:
             if not sizes:
                 lo, hi = min(n.pitch for n in notes), max(n.pitch for n in notes)
@@ -46,6 +49,7 @@ class TakeRenderer:
             lo, hi = K.keyboard_range(num_keys)
             raise PianoedgeError(f"notes fall outside the {num_keys}-key keyboard ({lo}..{hi}): use --keys 88 or transpose the MIDI")
         self.notes = assign_hands(notes)
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.params = sample_params(rng, num_keys, **overrides)
         self.renderer = Renderer(self.params, rng)
         p = self.params
@@ -98,7 +102,8 @@ class TakeRenderer:
             "num_keys": p.num_keys,
             "offset_s": 0.0,
             "lens": {"model": lens.MODEL, "k1": p.k1, "corners_undistorted": np.round(ideal, 3).tolist()},
-            "studio": {"version": __version__, "seed": seed, "source": source, "params": p.to_json()},
+            "studio": {"version": __version__, "seed": seed, "source": source, "params": p.to_json(),
+                       "keys_given": self.keys_given, "overrides": self.overrides},  # what planning it again needs
         }
 
 
@@ -129,9 +134,34 @@ def render_take(notes: list[Note], out_dir: str | Path, name: str, seed: int = 0
                 bar.update(1)
     if bar is not None:
         bar.close()
+    (out_dir / f"{name}.json").write_text(json.dumps(take.metadata(source, seed), indent=1))
     labels = frame_labels(notes, p.fps, take.frame_count)
     labels["depth"] = take.depth.astype(np.float16)
     labels["frame_times"] = take.times
+    labels[KEY_CHANGE_LABEL] = keychange.key_change(take.renderer, take.samples, lock_of_take(Take(video, midi_out)))
     np.savez_compressed(out_dir / f"{name}.npz", **labels)
-    (out_dir / f"{name}.json").write_text(json.dumps(take.metadata(source, seed), indent=1))
     return video
+
+
+def replanned(take: Take) -> TakeRenderer:
+    """A studio take planned again from its MIDI, seed, keyboard size and pinned parameters as its metadata
+    records them (takes from before it recorded the last two: as ``synth --generate`` plans them, the size
+    given and nothing pinned), exactly as it was rendered: its parameters are checked, else an error."""
+    meta = take.meta()
+    studio = meta.get("studio")
+    if not studio:
+        raise PianoedgeError(f"{take.video} is not a studio take (its .json has no 'studio' entry): only studio takes can be relabelled")
+    planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])),
+                           **studio.get("overrides", {}))
+    if json.loads(json.dumps(planned.params.to_json())) != studio["params"]:
+        raise PianoedgeError(f"{take.video}: planned again, its scene differs from its metadata (rendered by pianoedge "
+                             f"{studio.get('version', '?')}): render it again with pianoedge synth")
+    return planned
+
+
+def relabel(take: Take) -> None:
+    """Add the key-change label (``keychange``) to a studio take rendered before the studio wrote it."""
+    planned = replanned(take)
+    labels = dict(np.load(take.labels_path)) if take.labels_path.is_file() else {}
+    labels[KEY_CHANGE_LABEL] = keychange.key_change(planned.renderer, planned.samples, lock_of_take(take))
+    np.savez_compressed(take.labels_path, **labels)

@@ -222,11 +222,58 @@ def test_training_draws_shift_the_rest_view_against_the_frames_in_about_half_the
     texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     shifts = []
     for seed in range(40):
-        clip, rest = _jitter(np.stack([texture, texture]), texture, np.random.default_rng(seed))
+        clip, rest, _ = _jitter(np.stack([texture, texture]), texture, np.random.default_rng(seed))
         (dx, dy), _ = cv2.phaseCorrelate(rest.astype(np.float32), clip[0].astype(np.float32))
         shifts.append(max(abs(dx), abs(dy)))
     moved = np.array(shifts) > 0.05
     assert 0.25 <= moved.mean() <= 0.75 and max(shifts) <= REST_SHIFT_PX + 0.35  # the estimate is good to a few tenths
+
+
+def test_training_jitter_moves_the_key_change_label_with_its_frames():
+    """The side task's label (``studio.keychange``) must stay over the pixels it describes when a clip is
+    shifted, scaled and relit: a bright bar in one row band of the strip and the label marking it agree
+    after every jitter, to under a pixel along the keyboard and a third of a band across it."""
+    from pianoedge.models.data import KEY_CHANGE_BANDS
+    from pianoedge.models.train import _jitter
+
+    width, height = STRIP_SIZE
+    rows = height // KEY_CHANGE_BANDS
+    strip = np.full((height, width), 60, np.uint8)
+    strip[5 * rows : 6 * rows, 600:612] = 230
+    label = np.zeros((1, KEY_CHANGE_BANDS, width), np.uint8)
+    label[0, 5, 600:612] = 255
+    for seed in range(12):
+        clip, _, change = _jitter(strip[None], strip, np.random.default_rng(seed), label)
+        bright = clip[0] > (clip[0].max() + clip[0].min()) / 2
+        ys, xs = np.nonzero(bright)
+        cols = change[0].sum(axis=0).astype(float)
+        band_mass = change[0].sum(axis=1).astype(float)
+        assert abs(np.average(np.arange(width), weights=cols) - xs.mean()) < 0.6, seed
+        assert abs(np.average(np.arange(KEY_CHANGE_BANDS), weights=band_mass) - (ys.mean() - (rows - 1) / 2) / rows) < 0.35, seed
+
+
+def test_the_side_task_adds_its_loss_on_labelled_clips_only_and_reaches_the_trunk(tiny_take):
+    """The key-change side task: its loss is added for clips whose take has the label, its gradient
+    changes the trunk, and weight 0 (or no head) leaves the loss as the heads' alone."""
+    torch.manual_seed(0)
+    data = train.load_takes([tiny_take])
+    assert data[0].key_change is not None and data[0].key_change.any()  # studio takes carry the label
+    settings = train.Settings(batch=2)
+    batch = train._batch(data, settings, np.random.default_rng(0))
+    net, side = PianoNet(STRIP_SIZE[1]), train.key_change_head()
+    plain = train.step_loss(net, batch, settings)
+    with_side = train.step_loss(net, batch, settings, side)
+    assert with_side > plain + 0.1
+    assert train.step_loss(net, batch, replace(settings, key_change_weight=0.0), side) == plain
+    unlabelled = (*batch[:-1], (batch[-1][0], torch.zeros(2)))
+    assert train.step_loss(net, unlabelled, settings, side) == plain
+    stem = net.trunk.convs[0].weight
+    grads = []
+    for loss_of_batch in (lambda: train.step_loss(net, batch, settings), lambda: train.step_loss(net, batch, settings, side)):
+        net.zero_grad()
+        loss_of_batch().backward()
+        grads.append(stem.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
 
 
 @pytest.mark.slow
@@ -253,6 +300,8 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     settings = train.Settings(epochs=1, steps_per_epoch=2, batch=1)
     train.train([tiny_take], tmp_path, [tiny_take], settings, log=lambda _: None)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "pianonet.pt").is_file()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["side"] is not None  # the key-change side task trained
+    assert set(torch.load(tmp_path / "pianonet.pt", weights_only=True)) == set(PianoNet(STRIP_SIZE[1]).state_dict())  # shipped without it
     tuned = json.loads((tmp_path / "pianonet.json").read_text())
     assert set(tuned["decoder"]) == set(asdict(Thresholds())) and tuned["decoder_tuned_on"] == ["tiny"]
     assert train.load_thresholds(tmp_path) == Thresholds(**tuned["decoder"])
@@ -265,7 +314,7 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     settings.epochs = 2
     logged = []
     train.train([tiny_take], tmp_path, None, settings, log=logged.append)
-    assert logged[0].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert logged[:2] == [train.SIDE_TASK_LOG, logged[1]] and logged[1].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
     with pytest.raises(PianoedgeError, match="other settings .*lr 0.003 -> 0.001"):  # never resume a different run silently
         train.train([tiny_take], tmp_path, None, train.Settings(epochs=3, steps_per_epoch=2, batch=1, lr=1e-3), log=lambda _: None)
     manifest = json.loads((tmp_path / "pianonet.json").read_text())

@@ -332,3 +332,48 @@ def test_a_key_put_back_at_rest_under_the_same_noise_changes_only_its_own_pixels
     _, xs = np.nonzero(np.abs(played - finished(at_rest)).max(axis=2) >= 16)
     white_key_px = width * take.params.fill / K.layout(88).num_white
     assert len(xs) > 20 and np.ptp(xs) < 3 * white_key_px  # a visible change, one key wide
+
+
+@pytest.mark.slow
+def test_the_key_change_label_shows_the_pressed_keys_and_never_the_hands(takes):
+    """The studio's key-change label (``studio.keychange``): where a key is held down its columns change;
+    before the first press the hands are already over the keys, and the label is empty."""
+    from pianoedge.models.data import KEY_CHANGE_BANDS, KEY_CHANGE_LABEL, STRIP_SIZE
+
+    notes = scales()
+    for take in find_takes(takes):
+        meta = json.loads(take.meta_path.read_text())
+        change = np.load(take.labels_path)[KEY_CHANGE_LABEL]
+        assert change.shape == (meta["frames"], KEY_CHANGE_BANDS, STRIP_SIZE[0]) and change.dtype == np.uint8
+        fps = meta["fps"]
+        assert not change[: int(0.25 * fps)].any()  # hands over the keys, nothing pressed yet
+        spans = K.layout(88).spans_px(STRIP_SIZE[0])
+        for note in notes[::6]:
+            frame = int(round((note.start + 0.6 * (note.end - note.start)) * fps))
+            left, right = spans[note.pitch - 21]
+            over_key = change[frame][:, int(left) + 1 : int(right)].sum()
+            assert over_key > 255 * 2, (take.name, note.pitch)
+            assert change[frame].sum() < 12 * over_key  # the two hands' keys and their gaps, not the whole strip
+
+
+def test_relabelling_an_old_studio_take_writes_the_label_it_would_have_been_rendered_with(tmp_path, capsys):
+    """``pianoedge synth --relabel``: a take rendered before the studio wrote the key-change label gains
+    exactly the label a new render writes; a take that is not the studio's is a clear error."""
+    from pianoedge.cli import main
+    from pianoedge.models.data import KEY_CHANGE_LABEL
+
+    render_take(performance(4, seconds=1.5), tmp_path / "old", "t", seed=3, width=640, height=360, fps=24.0)
+    npz = tmp_path / "old" / "t.npz"
+    labels = dict(np.load(npz))
+    rendered = labels.pop(KEY_CHANGE_LABEL)
+    assert rendered.any()
+    np.savez_compressed(npz, **labels)
+    assert main(["synth", "--relabel", "-o", str(tmp_path / "old"), "--workers", "1"]) == 0
+    again = np.load(npz)
+    assert np.array_equal(again[KEY_CHANGE_LABEL], rendered) and np.array_equal(again["pressed"], labels["pressed"])
+    meta = json.loads((tmp_path / "old" / "t.json").read_text())
+    del meta["studio"]
+    (tmp_path / "old" / "t.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["synth", "--relabel", "-o", str(tmp_path / "old")]) != 0
+    assert "not a studio take" in capsys.readouterr().err
