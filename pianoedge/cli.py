@@ -98,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pianoedge.models import train
 
     settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps, lr=args.lr, heads=args.heads)
+    if args.key_change_weight is not None:
+        settings.key_change_weight = args.key_change_weight
     best = train.train(args.data, args.output, args.val, settings, progress_factory=_progress, init=args.init)
     print(f"best epoch {best['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in best.items() if k not in ("key", "epoch")))
     print(f"weights: {args.output / 'pianonet.pt'} (+ pianonet.json); ship them by copying both into models/weights/")
@@ -314,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--heads", choices=("all", "offline"), default="all",
                     help="all (the trunk, the live and the offline head; default) or offline (only the offline head, which "
                          "looks a few frames ahead for files, on the --init model's frozen trunk)")
+    tr.add_argument("--key-change-weight", type=float, metavar="W",
+                    help="weight of the trunk's side task on studio takes with the key_change label: say what the keys "
+                         "alone change, hands removed (default: on, models.train.Settings; 0: none)")
     tr.add_argument("--arch", choices=("pianonet", "seed"), default="pianonet",
                     help="pianonet (ours, default) or seed (the seed paper's four CNNs and LSTMs, the baseline)")
     tr.set_defaults(func=cmd_train)

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from pianoedge import keys as K
-from pianoedge.errors import PianoedgeError
 from pianoedge.takes import Take, find_takes
 
 from . import music
-from .take import relabel, render_take
+from .take import relabel, render_take, studio_metadata
 
 #: keyboard sizes drawn for generated takes (most pianos are 88-key)
 SIZE_WEIGHTS = {88: 0.6, 76: 0.2, 61: 0.2}
@@ -76,9 +75,8 @@ def relabel_all(folders: list[str | Path], workers: int | None = None, progress=
     """Add the labels this studio writes and older takes lack (``take.relabel``) to every take in ``folders``;
     returns how many. Every take is checked to be a studio take before any is written."""
     takes = [t for folder in folders for t in find_takes(folder)]
-    for t in takes:
-        if "studio" not in t.meta():
-            raise PianoedgeError(f"{t.video} is not a studio take (its .json has no 'studio' entry): only studio takes can be relabelled")
+    for take in takes:
+        studio_metadata(take)
     if progress is not None:
         progress.reset(total=len(takes))
     with _pool(workers or max(1, (os.cpu_count() or 1))) as pool:

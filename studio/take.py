@@ -143,14 +143,20 @@ def render_take(notes: list[Note], out_dir: str | Path, name: str, seed: int = 0
     return video
 
 
+def studio_metadata(take: Take) -> dict:
+    """The studio's record in a take's metadata (seed, parameters), or an error for a take the studio did not render."""
+    studio = take.meta().get("studio")
+    if not studio:
+        raise PianoedgeError(f"{take.video} is not a studio take (its .json has no 'studio' entry): only studio takes can be planned again")
+    return studio
+
+
 def replanned(take: Take) -> TakeRenderer:
     """A studio take planned again from its MIDI, seed, keyboard size and pinned parameters as its metadata
     records them (takes from before it recorded the last two: as ``synth --generate`` plans them, the size
     given and nothing pinned), exactly as it was rendered: its parameters are checked, else an error."""
     meta = take.meta()
-    studio = meta.get("studio")
-    if not studio:
-        raise PianoedgeError(f"{take.video} is not a studio take (its .json has no 'studio' entry): only studio takes can be relabelled")
+    studio = studio_metadata(take)
     planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])),
                            **studio.get("overrides", {}))
     if json.loads(json.dumps(planned.params.to_json())) != studio["params"]:
