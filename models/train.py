@@ -53,7 +53,8 @@ class Settings:
     frame_weight: float = 2.0  # positive-class weights: pressed keys are few, onsets rarer
     onset_weight: float = 4.0
     offset_weight: float = 2.0
-    key_change_weight: float = 1.0  # the trunk's side task on studio takes that have the label (``key_change_head``); 0: none
+    key_change_weight: float = 0.0  # the trunk's side task on studio takes that have the label (``key_change_head``); 0: none
+    # (off: with weight 1, run 34 scored below its control on every set; BENCHMARKS.md, twenty-third session)
 
 
 def load_takes(folders: list[str | Path], progress=None) -> list[TakeData]:

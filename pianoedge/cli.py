@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "looks a few frames ahead for files, on the --init model's frozen trunk)")
     tr.add_argument("--key-change-weight", type=float, metavar="W",
                     help="weight of the trunk's side task on studio takes with the key_change label: say what the keys "
-                         "alone change, hands removed (default: on, models.train.Settings; 0: none)")
+                         "alone change, hands removed (default: models.train.Settings', off)")
     tr.add_argument("--arch", choices=("pianonet", "seed"), default="pianonet",
                     help="pianonet (ours, default) or seed (the seed paper's four CNNs and LSTMs, the baseline)")
     tr.set_defaults(func=cmd_train)

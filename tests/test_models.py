@@ -258,7 +258,7 @@ def test_the_side_task_adds_its_loss_on_labelled_clips_only_and_reaches_the_trun
     torch.manual_seed(0)
     data = train.load_takes([tiny_take])
     assert data[0].key_change is not None and data[0].key_change.any()  # studio takes carry the label
-    settings = train.Settings(batch=2)
+    settings = train.Settings(batch=2, key_change_weight=1.0)
     batch = train._batch(data, settings, np.random.default_rng(0))
     net, side = PianoNet(STRIP_SIZE[1]), train.key_change_head()
     plain = train.step_loss(net, batch, settings)
@@ -297,7 +297,7 @@ def test_a_short_training_run_lowers_the_loss(tiny_take):
 
 @pytest.mark.slow
 def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
-    settings = train.Settings(epochs=1, steps_per_epoch=2, batch=1)
+    settings = train.Settings(epochs=1, steps_per_epoch=2, batch=1, key_change_weight=1.0)
     train.train([tiny_take], tmp_path, [tiny_take], settings, log=lambda _: None)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "pianonet.pt").is_file()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["side"] is not None  # the key-change side task trained
@@ -316,7 +316,8 @@ def test_train_checkpoints_resumes_and_evaluates(tiny_take, tmp_path):
     train.train([tiny_take], tmp_path, None, settings, log=logged.append)
     assert logged[:2] == [train.SIDE_TASK_LOG, logged[1]] and logged[1].startswith("resumed") and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
     with pytest.raises(PianoedgeError, match="other settings .*lr 0.003 -> 0.001"):  # never resume a different run silently
-        train.train([tiny_take], tmp_path, None, train.Settings(epochs=3, steps_per_epoch=2, batch=1, lr=1e-3), log=lambda _: None)
+        train.train([tiny_take], tmp_path, None, train.Settings(epochs=3, steps_per_epoch=2, batch=1, lr=1e-3, key_change_weight=1.0),
+                    log=lambda _: None)
     manifest = json.loads((tmp_path / "pianonet.json").read_text())
     assert manifest["strip_size"] == list(STRIP_SIZE) and manifest["context"] == CONTEXT
     net = train.load_weights(tmp_path)
