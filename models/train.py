@@ -215,7 +215,7 @@ SIDE_TASK_LOG = "side task: the keys' own change (studio label), on the takes th
 def key_change_head() -> nn.Conv1d:
     """The trunk's side task in training: from the trunk's features along the keyboard, what the keys alone
     change in each of the strip's ``KEY_CHANGE_BANDS`` row bands (``studio.keychange``), as logits. It
-    teaches the trunk a key's own motion under a hand; the model ships without it."""
+    is meant to teach the trunk a key's own motion under a hand; the model ships without it."""
     return nn.Conv1d(FEATURES, KEY_CHANGE_BANDS, 1)
 
 

@@ -63,12 +63,11 @@ def build(out_dir: str | Path, count: int, seconds: float, seed: int, workers: i
     return done
 
 
-def _relabel(take: Take) -> str:
+def _relabel(take: Take) -> None:
     import cv2
 
     cv2.setNumThreads(1)
     relabel(take)
-    return take.name
 
 
 def relabel_all(folders: list[str | Path], workers: int | None = None, progress=None) -> int:

@@ -4,10 +4,11 @@ Each frame of a take is rendered again without hands (the keys as played; the li
 noise as at rest) and warped to the model's strip with the take's lock. A strip pixel counts as
 changed where it differs from the bare keyboard at rest by ``LEVELS`` grey levels or more; the rows
 fold into ``KEY_CHANGE_BANDS`` bands (back of the keys to the front margin), each column of a band holding the
-share of its pixels changed, 0..255. Training (``models.train``) asks the trunk to say this map beside
-its key outputs: on the studio's renders two thirds of the change over a pressed key is the hand
-(BENCHMARKS, twenty-second session), and this label says which third is the key. The runtime never
-sees it.
+share of its pixels changed, 0..255. On the studio's renders two thirds of the change over a pressed
+key is the hand (BENCHMARKS, twenty-second session); this label says which third is the key.
+Training can ask the trunk to say this map beside its key outputs (``train --key-change-weight``;
+off by default: with weight 1 it did worse than its control, BENCHMARKS, twenty-third session).
+The runtime never sees it.
 """
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ LEVELS = 16  # grey levels of change that count (a key's side wall, its tilted t
 NOISE = 0  # the sensor-noise frame every render of the label shares: noise cancels in the difference
 
 
-def key_change(renderer: Renderer, samples: np.ndarray, lock: Lock, progress=None) -> np.ndarray:
+def key_change(renderer: Renderer, samples: np.ndarray, lock: Lock) -> np.ndarray:
     """(frames, KEY_CHANGE_BANDS, strip width) uint8: the share of each band's pixels in each strip column that the
     keys alone change (see the module), a frame per row of ``samples`` ((frames, S, keys) key depths over
-    each exposure), warped with the take's ``lock``. ``progress``: advanced per frame."""
+    each exposure), warped with the take's ``lock``."""
     width, height = STRIP_SIZE
     rows = height // KEY_CHANGE_BANDS
 
@@ -38,6 +39,4 @@ def key_change(renderer: Renderer, samples: np.ndarray, lock: Lock, progress=Non
     for i, frame in enumerate(samples):
         changed = np.abs(strip(frame) - rest) >= LEVELS
         out[i] = np.round(255.0 * changed.reshape(KEY_CHANGE_BANDS, rows, width).mean(axis=1))
-        if progress is not None:
-            progress.update(1)
     return out
