@@ -124,14 +124,16 @@ def _clip_draws(takes: list[TakeData], settings: Settings, rng: np.random.Genera
 
 def _batch(takes: list[TakeData], settings: Settings, rng: np.random.Generator):
     """Clips (``_clip_draws``), each with the ``stride`` frames before it (``PianoNet.clip_features``' lead):
-    inputs, targets of every frame (``head_targets`` picks each head's), pooling, black flags and the stride."""
+    inputs, targets of every frame (``head_targets`` picks each head's), pooling, black flags, the stride and
+    the side task's key-change targets (``_change_targets``; none labelled while ``settings.key_change_weight`` is 0)."""
     first, stride, draws = _clip_draws(takes, settings, rng)
     clips, rests, targets, changes = [], [], [], []
     for index, start in draws:
         data = takes[index]
         rest = data.camera_rest if rng.random() < CAMERA_REST_SHARE else data.rest
         frames = np.maximum(np.arange(start - stride, start + settings.clip), 0)  # ``stride`` frames before the clip: its motion
-        labelled = data.key_change[start : start + settings.clip] if data.key_change is not None else None
+        side_task = settings.key_change_weight and data.key_change is not None  # else no label to move
+        labelled = data.key_change[start : start + settings.clip] if side_task else None
         clip, rest, change = _jitter(data.strips[frames], rest, rng, labelled)
         clips.append(clip)
         rests.append(rest)

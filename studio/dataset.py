@@ -36,10 +36,10 @@ def plan(count: int, seconds: float, seed: int, corpus_fraction: float = 0.5) ->
     return jobs
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes started afresh (spawned): a forked copy of a process whose OpenCV or torch threads
-    are running can deadlock."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+def _pool(workers: int | None) -> ProcessPoolExecutor:
+    """``workers`` worker processes (default: one per core), started afresh (spawned): a forked copy of a
+    process whose OpenCV or torch threads are running can deadlock."""
+    return ProcessPoolExecutor(max_workers=workers or max(1, os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn"))
 
 
 def _render(job: tuple[str, music.Performance, int, int], out_dir: str) -> str:
@@ -53,7 +53,6 @@ def _render(job: tuple[str, music.Performance, int, int], out_dir: str) -> str:
 def build(out_dir: str | Path, count: int, seconds: float, seed: int, workers: int | None = None, progress=None) -> list[Path]:
     """Render ``count`` takes of about ``seconds`` each into ``out_dir``."""
     jobs = plan(count, seconds, seed)
-    workers = workers or max(1, (os.cpu_count() or 1))
     done = []
     with _pool(workers) as pool:
         for path in pool.map(_render, jobs, [str(out_dir)] * len(jobs)):
@@ -78,7 +77,7 @@ def relabel_all(folders: list[str | Path], workers: int | None = None, progress=
         studio_metadata(take)
     if progress is not None:
         progress.reset(total=len(takes))
-    with _pool(workers or max(1, (os.cpu_count() or 1))) as pool:
+    with _pool(workers) as pool:
         for _ in pool.map(_relabel, takes):
             if progress is not None:
                 progress.update(1)
