@@ -248,22 +248,43 @@ def _black_x(pitches: list[int]) -> np.ndarray:
 def _dark_at(gray: np.ndarray, h: np.ndarray, x: np.ndarray, search: float, rows: int, distort) -> tuple[np.ndarray, np.ndarray]:
     """``_black_keys_shown`` for any x (mm): dark between bright half a white key either side, in at
     least ``rows`` rows; and in the frame."""
-    step = 0.05
-    beside = int(round(0.5 / step))  # samples from a key's centre to where its white neighbours are
-    shifts = np.arange(-search, search + step / 2, step) if search else np.zeros(1)
-    offsets = np.arange(-beside, len(shifts) + beside) * step + shifts[0]
-    height, width = gray.shape[:2]
-    dark_rows, inside = [], np.ones(len(x), bool)
-    for y in BLACK_CHECK_ROWS_MM:
-        pts = _apply(h, np.column_stack([np.add.outer(x, offsets * U).ravel(), np.full(x.size * offsets.size, y)]))
+    probe = _DarkProbe.of(h, x, search, distort, gray.shape[:2])
+    return probe.dark(gray, rows), probe.inside
+
+
+@dataclass(frozen=True)
+class _DarkProbe:
+    """Where ``_dark_at`` samples a frame for given x, homography and search, worked out once: in every
+    one of the ``BLACK_CHECK_ROWS_MM``, for every x, samples across it from half a white key to its
+    left to half a white key to its right of each place the search tries."""
+
+    points: np.ndarray  # (rows, len(x), samples, 2) image pixels
+    inside: np.ndarray  # (len(x),) every sample of that x inside the image
+    beside: int  # samples from a key's centre to where its white neighbours are
+    shifts: int  # places the search tries
+
+    STEP = 0.05  # white keys between samples
+
+    @classmethod
+    def of(cls, h: np.ndarray, x: np.ndarray, search: float, distort, shape: tuple[int, int]) -> _DarkProbe:
+        beside = int(round(0.5 / cls.STEP))
+        shifts = np.arange(-search, search + cls.STEP / 2, cls.STEP) if search else np.zeros(1)
+        offsets = np.arange(-beside, len(shifts) + beside) * cls.STEP + shifts[0]
+        xs = np.add.outer(x, offsets * U).ravel()
+        pts = np.concatenate([_apply(h, np.column_stack([xs, np.full(xs.size, y)])) for y in BLACK_CHECK_ROWS_MM])
         if distort is not None:
             pts = distort(pts)
-        inside &= ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(len(x), -1).all(axis=1)
-        v = _samples(gray, pts).reshape(len(x), -1)
-        at = v[:, beside : beside + len(shifts)]
-        sides = 0.5 * (v[:, : len(shifts)] + v[:, 2 * beside : 2 * beside + len(shifts)])
-        dark_rows.append((at < 0.75 * sides).any(axis=1))
-    return np.sum(dark_rows, axis=0) >= rows, inside
+        height, width = shape
+        inside = ((pts >= 0) & (pts < [width, height])).all(axis=1).reshape(len(BLACK_CHECK_ROWS_MM), len(x), -1).all(axis=(0, 2))
+        return cls(pts.reshape(len(BLACK_CHECK_ROWS_MM), len(x), -1, 2), inside, beside, len(shifts))
+
+    def dark(self, gray: np.ndarray, rows: int) -> np.ndarray:
+        """Per x: dark between bright (under 3/4 of its neighbours' mean) in at least ``rows`` rows."""
+        v = _samples(gray, self.points.reshape(-1, 2)).reshape(self.points.shape[:3])
+        b, n = self.beside, self.shifts
+        at = v[..., b : b + n]
+        sides = 0.5 * (v[..., :n] + v[..., 2 * b : 2 * b + n])
+        return (at < 0.75 * sides).any(axis=2).sum(axis=0) >= rows
 
 
 def _missing_black_keys(gray: np.ndarray, h: np.ndarray, lo: int, size: int, seen: tuple[int, int]) -> float:
@@ -1033,13 +1054,29 @@ def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     a good lock, low for a wrong or stale one (hands hide a few). A lock one white key off still finds
     three black keys in five (the 2-3 groups), but black keys beside every E-F and B-C boundary.
     ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
-    return _black_key_share(gray, fit.world_to_image, fit.lowest, fit.num_keys, distort)
+    return FitProbe.of(fit.world_to_image, fit.lowest, fit.num_keys, distort, gray.shape[:2]).score(gray)
 
 
 def _black_key_share(gray: np.ndarray, h: np.ndarray, lo: int, size: int, distort=None) -> float:
     """``fit_score`` of the keyboard of ``size`` keys from ``lo`` that ``h`` maps into ``gray``."""
-    rows = len(BLACK_CHECK_ROWS_MM)  # every row: a lock a key off must fail
-    dark, inside = _black_keys_shown(gray, h, [k.pitch for k in K.layout(size, lo).blacks], rows=rows, distort=distort)
-    beside = _beside_long_gaps(REFERENCE.key(lo).left * U, K.layout(size).num_white)
-    stray, clear = _dark_at(gray, h, beside, 0.0, 1, distort)  # dark in any row: a black key is there
-    return float(((dark & inside).sum() + (~stray & clear).sum()) / max(inside.sum() + clear.sum(), 1))
+    return FitProbe.of(h, lo, size, distort, gray.shape[:2]).score(gray)
+
+
+@dataclass(frozen=True)
+class FitProbe:
+    """``fit_score``'s sample points for one fit and frame size, worked out once: a lock scores every
+    frame it is used on with one remap of a few thousand points (``Lock.check``)."""
+
+    blacks: _DarkProbe  # the keyboard's black keys: dark in every row (a lock a key off must fail)
+    beside: _DarkProbe  # beside its E-F and B-C boundaries: dark in any row means a black key is there
+
+    @classmethod
+    def of(cls, h: np.ndarray, lo: int, size: int, distort, shape: tuple[int, int]) -> FitProbe:
+        blacks = _black_x([k.pitch for k in K.layout(size, lo).blacks])
+        beside = _beside_long_gaps(REFERENCE.key(lo).left * U, K.layout(size).num_white)
+        return cls(_DarkProbe.of(h, blacks, 0.0, distort, shape), _DarkProbe.of(h, beside, 0.0, distort, shape))
+
+    def score(self, gray: np.ndarray) -> float:
+        dark, inside = self.blacks.dark(gray, len(BLACK_CHECK_ROWS_MM)), self.blacks.inside
+        stray, clear = self.beside.dark(gray, 1), self.beside.inside
+        return float(((dark & inside).sum() + (~stray & clear).sum()) / max(inside.sum() + clear.sum(), 1))

@@ -18,7 +18,7 @@ from pianoedge import keys as K
 from pianoedge.errors import PianoedgeError
 
 from .lens import MODEL, Lens
-from .lock import KeyboardFit, fit_score
+from .lock import FitProbe, KeyboardFit
 
 
 @dataclass
@@ -155,7 +155,12 @@ class Lock:
         points): the runtime calls it every few seconds and re-locks when it stays below
         ``acquire.MIN_FIT_SCORE`` (camera bumped, piano moved)."""
         self._require_size(frame)
-        return fit_score(frame, self.fit(), self.lens.distort if self.k1 else None)
+        return self._probe.score(frame)
+
+    @cached_property
+    def _probe(self) -> FitProbe:
+        size = (self.image_size[1], self.image_size[0])
+        return FitProbe.of(self.fit().world_to_image, self.lowest_key, self.num_keys, self.lens.distort if self.k1 else None, size)
 
     def fit(self) -> KeyboardFit:
         """The lock as a world (mm) -> undistorted image homography, for checking it against new frames."""

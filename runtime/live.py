@@ -126,7 +126,7 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
         del lock_frames  # full-size frames: not needed once the lock, the rest view and the view to follow are made
         systemd.notify("READY=1")
         watchdog = systemd.Watchdog()
-        first = None
+        first, held = None, []  # held: frames in doubt (a low lock check), played once a frame fits again
         clock = time.monotonic
         for frame in source:
             first = frame.time if first is None else first
@@ -142,12 +142,18 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
             elif change == "found":
                 pipeline = pipeline.relocked(watch.lock, watch.relock_frames)
                 _say(status, f"keyboard found again at {t:.2f} s: playing")
-            events = [] if watch.lost else _play(pipeline, frame.image, t, sinks, marks, clock)
+            held.append((frame, t))
+            events = []
+            if change != "doubt":  # lost (or still lost): the frames held were seen through a stale lock, never played
+                playable, held = (held if change in ("fits", "found") else []), []
+                for waited, at in playable:
+                    stamps = marks if waited is frame else [clock()]  # a frame held back is timed from when it is played
+                    events += _play(pipeline, waited.image, at, sinks, stamps, clock)
+                    if times is not None:
+                        times.add(waited, stamps)
             notes += sum(e.velocity > 0 for e in events)
             frames += 1
             watchdog.frame()
-            if times is not None and not watch.lost:  # a silent frame has no stages to time
-                times.add(frame, marks)
             if status is not None:
                 status.update(events, (clock() - marks[0]) * 1000, source.dropped)
             if seconds is not None and t >= seconds:

@@ -51,12 +51,12 @@ class Pipeline:
         self.tracker = NoteTracker(lock.lowest_key, lock.num_keys, fps, Thresholds(**artifact.decoder))
         self._buffers: dict = {}  # the warp's output arrays, reused every frame
 
-    def relocked(self, lock: Lock, frames: list[np.ndarray] | None = None) -> Pipeline:
+    def relocked(self, lock: Lock, frames: list[np.ndarray]) -> Pipeline:
         """A fresh pipeline on a new lock of the same keyboard (the camera moved): same model, no frames
-        of context, no notes sounding; the keys at rest seen again in ``frames`` when given (the frames
-        of a full lock), else as before."""
-        rest = rest_strip(lock, frames, self.size) if frames else self.rest
-        return Pipeline(lock, self.backend, rest, self.fps, self.head, self.track)
+        of context, no notes sounding, and the keys at rest seen again in ``frames`` (spread over time,
+        as at the start). The old rest view will not do: from the camera's new place the keys look
+        different, and on the bumped test take the old view, even under the true corners, gave wrong notes."""
+        return Pipeline(lock, self.backend, rest_strip(lock, frames, self.size), self.fps, self.head, self.track)
 
     def warp(self, image: np.ndarray) -> np.ndarray:
         """The frame's strip, in a buffer reused by the next frame (the features are computed before then)."""

@@ -533,11 +533,41 @@ def _bumped_video(take, path, loops: int = 4):
     return len(frames) * loops / 25.0, corners @ bump[:, :2].T + bump[:, 2]
 
 
+def test_a_frame_in_doubt_is_held_back_and_played_once_the_lock_fits_again(tiny_take, tmp_path):
+    """Hands can hide the black keys in a frame or two: such frames wait (a frame or two late), and
+    only ``STRIKES`` in a row count as a bumped camera."""
+    import cv2
+
+    from pianoedge.runtime import live
+    from pianoedge.runtime.drift import STRIKES, DriftWatch
+    from pianoedge.runtime.sinks import EventLog
+
+    take = find_takes(tiny_take)[0]
+    source = FileSource(take.video)
+    frames = [f.image for f in source]
+    source.close()
+    blank = np.full_like(frames[0], 90)  # no keyboard in view
+    watch = DriftWatch(lock_of_take(take), frames[0])
+    said = [watch.observe(image, i / 25) for i, image in enumerate([frames[1], *[blank] * (STRIKES - 1), frames[2]])]
+    assert said == ["fits", *["doubt"] * (STRIKES - 1), "fits"] and not watch.lost
+    assert [watch.observe(blank, 1.0 + i / 25) for i in range(STRIKES)][-1] == "lost" and watch.lost
+
+    path = tmp_path / "doubt.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, frames[0].shape[1::-1])
+    for i, image in enumerate(frames):
+        writer.write(blank if i in (40, 41) else image)
+    writer.release()
+    times = live.StageTimes()
+    result = live.run(str(path), [EventLog()], backend_name="ort", times=times)
+    assert result["relocks"] == 0 and len(times.ms["warp"]) == result["frames"] == len(frames)  # every frame played
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sift_follows", [True, False])
 def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked(tiny_take, tmp_path, monkeypatch, sift_follows):
     """Found again by following the camera with SIFT, or (when that fails) by a full lock on frames
-    gathered over the next two seconds."""
+    gathered over the next two seconds; nothing seen through the stale lock is played, not even the
+    frames between the bump and the moment it is declared lost."""
     import io
 
     from pianoedge.runtime import drift
@@ -546,7 +576,7 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
         monkeypatch.setattr(drift, "follow", lambda *args: None)
 
     from pianoedge.runtime import live
-    from pianoedge.runtime.drift import CHECK_EVERY_S
+    from pianoedge.runtime.drift import STRIKES
     from pianoedge.runtime.pipeline import Pipeline
     from pianoedge.runtime.sinks import EventLog
 
@@ -560,9 +590,9 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
     assert result["relocks"] == 1, said
     lost = float(said.split("lock lost at ")[1].split(" s")[0])
     found = float(said.split("found again at ")[1].split(" s")[0])
-    assert bump_at <= lost <= bump_at + CHECK_EVERY_S + 0.5 and lost < found < lost + (0.5 if sift_follows else 3.0)
+    assert bump_at <= lost < bump_at + STRIKES / 25.0 and lost + 1.5 < found < lost + 3.0, said
     on = [e for e in log.events if e.velocity > 0]
-    assert not [e for e in on if lost <= e.time < found]  # silent while the lock is wrong
+    assert not [e for e in on if bump_at <= e.time < found]  # silent from the bump until the lock is right again
     sounding = set()
     for e in sorted(log.events, key=lambda e: (e.time, e.velocity > 0)):
         if e.time > lost and e.time < found:
@@ -572,9 +602,9 @@ def test_run_goes_silent_when_the_camera_is_bumped_and_plays_again_once_relocked
         said = run("transcribe", str(tmp_path / "bumped.mp4"), "-o", str(tmp_path / "bumped.mid")).stderr
         assert "lock lost at" in said and "keyboard found again at" in said, said
     # the right keys again: the lock the pipeline took lies where the bump moved the keyboard (one
-    # white key off is 13 px here). Which notes the shipped model plays on this 2 s take swings with
-    # the rest view taken anew from other frames (30 points of correct notes either way), so the
-    # notes only have to come back
+    # white key off is 13 px here), and notes come back. Which notes the shipped model plays on this
+    # small, fast take swings with the rest view (here made from frames half of which are bumped), so
+    # the notes only have to come back
     error = np.linalg.norm(adopted[0].corners - bumped_corners, axis=1)
     assert len(adopted) == 1 and error.mean() < 3.0, f"corner errors {np.round(error, 1)} px"
     before = [e for e in on if e.time < bump_at]
