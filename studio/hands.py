@@ -2,7 +2,9 @@
 
 Each note is given to a hand (its tag, else by pitch) and a finger; the hand's knuckle line glides
 to where its next chord lies just before the strike; the striking finger lifts (higher for a louder
-note, by the take's lift), comes down with the key and rests on it until release, while the other
+note, by the take's lift), comes down with the key and rests on it until release (or, as legato
+players do, lands on the key up to the take's ``early_touch_s`` before and rests there until it
+presses it, so that the strike itself is only the key going down), while the other
 fingers hover a few millimetres above their keys or rest on them, on a key's middle as real fingers
 do: the hard negatives of the seed paper. The wrist and the free fingers fidget all the time, as
 real hands do, so that motion alone does not give a strike away.
@@ -30,6 +32,8 @@ PHALANX_MM = np.array([[46, 32, 26], [44, 26, 20], [48, 29, 22], [45, 28, 21], [
 RADIUS_MM = np.array([10.5, 9.2, 9.4, 8.9, 8.0])
 CHORD_S = 0.04  # onsets closer than this form one chord
 PREP_S = 0.12  # the finger lifts this long before touching the key
+RELEASE_S = 0.08  # and takes this long to leave it after the release
+HAND_STAYS_MM = 12.0  # the hand moves less than this (half a white key) between chords: its fingers may land early
 FOREARM_MM = 260.0
 NAIL_BGR = np.array([200.0, 195.0, 235.0])
 FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
@@ -44,7 +48,9 @@ class FingerNote:
     key_x: float
     key_y: float
     key_z: float
-    touch: float  # time the finger meets the key
+    touch: float  # time the key starts to go down under the finger
+    early: float = 0.0  # how long before ``touch`` the finger lands on the key and rests there
+    stays: bool = False  # it never left the key since its last note (the same key again)
 
 
 def _reach_cost(anchors: np.ndarray, current: float) -> float:
@@ -91,7 +97,7 @@ class Hand:
         self.side = side
         self.sign = 1.0 if side == "right" else -1.0
         self.scale = params.hand_scale
-        self.lift_mm = params.lift_mm
+        self.lift_mm, self.early_touch_s = params.lift_mm, params.early_touch_s
         self.reach_mm, self.knuckle_height_mm = params.reach_mm, params.knuckle_height_mm  # the posture (``params.RANGES``)
         self.layout = layout
         self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
@@ -104,7 +110,8 @@ class Hand:
         self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
         self.front_centres, self.back_centres = _rest_centres(layout)
         self.black_spans = np.array([[k.left, k.right] for k in layout.blacks]) * K.WHITE_KEY_PITCH_MM
-        self._plan(notes, rng, duration)
+        # early touches come from their own stream, so that every other draw is as before they existed
+        self._plan(notes, rng, rng.spawn(1)[0], duration)
 
     def _tips(self) -> np.ndarray:
         return self.sign * TIP_OFFSET_MM * self.scale
@@ -117,7 +124,7 @@ class Hand:
             return x, near + (far - near) * float(rng.uniform()) ** BLACK_STRIKE_FRONT_POWER, K.BLACK_KEY_HEIGHT_MM
         return x, float(rng.uniform(*WHITE_STRIKE_Y_MM)), 0.0
 
-    def _plan(self, notes: list[Note], rng: np.random.Generator, duration: float) -> None:
+    def _plan(self, notes: list[Note], rng: np.random.Generator, touches: np.random.Generator, duration: float) -> None:
         chords: list[list[Note]] = []
         for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
             if chords and n.start - chords[-1][0].start < CHORD_S:
@@ -154,18 +161,35 @@ class Hand:
             new_y = float(np.mean(ys)) - self.reach_mm * self.scale
             move = float(np.clip(abs(new_x - x) / 700 + 0.06, 0.06, 0.35))
             released = max((e for e in ends if e <= touch), default=-1.0)  # the hand leaves only after releasing
-            self.keyframes.append((max(touch - PREP_S * 0.5, released + move), new_x, new_y, move))
+            wanted = float(touches.uniform(0.0, self.early_touch_s))  # how early this chord's fingers would land
+            hand_stays = abs(new_x - x) <= HAND_STAYS_MM
+            landing = {f: self._landing(f, chord[i], points[i], wanted, -1.0 if hand_stays else released + move)
+                       for f, i in targets.items()}
+            self.keyframes.append((max(touch - max(e for _, e, _ in landing.values()) - PREP_S * 0.5, released + move), new_x, new_y, move))
             x, y = new_x, new_y
             for f, i in targets.items():
                 n = chord[i]
-                self.fingers[f].append(FingerNote(n, *points[i], n.start - travel_time(n.velocity)))
+                point, early, stays = landing[f]
+                self.fingers[f].append(FingerNote(n, *point, n.start - travel_time(n.velocity), early, stays))
                 busy_until[f] = n.end + 0.05
-                holding[f] = points[i][:2]
+                holding[f] = point[:2]
                 ends.append(n.end)
             last = max(last, max(n.end for n in chord))
         self._wander(last, duration, rng)
         self.keyframes.sort(key=lambda k: k[0])
         self._arrive = np.array([k[0] for k in self.keyframes])
+
+    def _landing(self, f: int, note: Note, point: tuple, wanted: float, hand_arrives: float) -> tuple[tuple, float, bool]:
+        """Where finger ``f`` strikes ``note``, how long before the key goes down it lands there (at most
+        ``wanted``: only once it has left its last key and the hand is there), and whether it stays on
+        the key from its last release instead (the same key again, under a still hand, as legato players
+        repeat a note)."""
+        touch = note.start - travel_time(note.velocity)
+        last = self.fingers[f][-1] if self.fingers[f] else None
+        if last is not None and last.note.pitch == note.pitch and hand_arrives < 0 and wanted >= touch - last.note.end:
+            return (last.key_x, last.key_y, last.key_z), touch - last.note.end, True
+        free_at = max(hand_arrives, last.note.end + RELEASE_S if last is not None else -1.0)
+        return point, min(wanted, max(0.0, touch - PREP_S - free_at)), False
 
     def _wander(self, start: float, end: float, rng: np.random.Generator) -> None:
         """Hands drift and hover over the keys in long gaps, without pressing."""
@@ -204,18 +228,19 @@ class Hand:
         surface = self._settle_on_key(rest)
         rest[2] = surface + max(rest[2], RADIUS_MM[f] * s)  # a free finger goes no lower than the key's surface
         for fn in reversed(self.fingers[f]):
-            if fn.touch - PREP_S <= t < fn.note.end + 0.08:
+            lands = fn.touch - fn.early  # on the key from here
+            if (lands if fn.stays else lands - PREP_S) <= t < fn.note.end + RELEASE_S:
                 key = np.array([fn.key_x, fn.key_y, fn.key_z + RADIUS_MM[f] * 0.8])
                 lift = self.lift_mm * (0.25 + 0.75 * fn.note.velocity / 127)
-                if t < fn.touch:  # lift, then strike
-                    s = (t - (fn.touch - PREP_S)) / PREP_S
+                if t < lands:  # lift, then come down onto the key
+                    s = (t - (lands - PREP_S)) / PREP_S
                     pos = rest + (key - rest) * _smooth(s * 2)
                     pos[2] = key[2] + lift * np.sin(np.pi * min(s * 1.25, 1.0)) * (1 - s) ** 0.5 if s < 1 else key[2]
                     return pos
-                if t < fn.note.end:
+                if t < fn.note.end:  # on the key, resting until it goes down, then down with it
                     dip = depth_of(fn.note.pitch, t) * K.KEY_TRAVEL_MM * (KEY_PIVOT_MM - fn.key_y) / KEY_PIVOT_MM
                     return key - np.array([0, 0, dip])
-                return key + (rest - key) * _smooth((t - fn.note.end) / 0.08)
+                return key + (rest - key) * _smooth((t - fn.note.end) / RELEASE_S)
         return rest
 
     def geometry(self, t: float, depth_of, skin: np.ndarray, sleeve: np.ndarray | None, crossing: bool,

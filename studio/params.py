@@ -43,6 +43,10 @@ RANGES = {
     # it): legato players press from the key's surface, and on the real clip an onset moves the hand
     # no more than the half second after it does (docs/studio.md: hands)
     "lift_mm": (2, 40),
+    # legato: the finger lands on its key up to this long before pressing it and rests there, so the
+    # press is the key going down under a still finger (each chord draws its own share of it). The real
+    # clip's D#5 is played so: the finger rests on the key's front end, then a small downward motion
+    "early_touch_s": (0.0, 0.5),
     # real hands never hold still: the wrist and the free fingers wander by up to this much
     "fidget_mm": (0, 8),
     # the hand's posture: how far its fingertips reach forward of the knuckle line, and how high the
@@ -113,6 +117,7 @@ class SceneParams:
     fidget_mm: float = 0.0
     reach_mm: float = 70.0
     knuckle_height_mm: float = 36.0
+    early_touch_s: float = 0.0  # takes rendered before it: none
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -165,6 +170,8 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         fidget_mm=_uniform(rng, RANGES["fidget_mm"]),
         reach_mm=_uniform(rng, RANGES["reach_mm"]),
         knuckle_height_mm=_uniform(rng, RANGES["knuckle_height_mm"]),
+        # from its own stream: every other draw of a seed stays what it was before this parameter
+        early_touch_s=_uniform(rng.spawn(1)[0], RANGES["early_touch_s"]),
     )
     for name, value in overrides.items():
         if value is not None:

@@ -157,9 +157,12 @@ def replanned(take: Take) -> TakeRenderer:
     given and nothing pinned), exactly as it was rendered: its parameters are checked, else an error."""
     meta = take.meta()
     studio = studio_metadata(take)
-    planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])),
-                           **studio.get("overrides", {}))
-    if json.loads(json.dumps(planned.params.to_json())) != studio["params"]:
+    pinned = dict(studio.get("overrides", {}))
+    if "early_touch_s" not in studio["params"]:  # rendered before early touches (drawn apart, so all else is as it was)
+        pinned["early_touch_s"] = 0.0
+    planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])), **pinned)
+    params = json.loads(json.dumps(planned.params.to_json()))
+    if {k: v for k, v in params.items() if k in studio["params"] or k not in pinned} != studio["params"]:
         raise PianoedgeError(f"{take.video}: planned again, its scene differs from its metadata (rendered by pianoedge "
                              f"{studio.get('version', '?')}): render it again with pianoedge synth")
     return planned

@@ -225,6 +225,28 @@ def test_strikes_lift_by_the_takes_lift_height_and_free_fingers_fidget():
     assert moved.mean() > 1.0 and moved.max() < 30, f"fidget moved fingertips by {moved.mean():.1f} mm (max {moved.max():.1f})"
 
 
+def test_legato_fingers_land_on_their_key_early_and_rest_there_until_it_goes_down():
+    """The real clip's D#5: the finger rests on the key's front end, and the press is the key going down
+    under it. With the take's early touch, fingers land on their keys before the strike and lie still
+    there, the key up, until it goes down; without it they never do. Every other draw of the seed is as before."""
+    motif = [Note(75 if i % 2 else 76, 0.3 + 0.6 * i, 0.5 + 0.6 * i, 60, "right") for i in range(8)]
+    chords = [Note(p, 5.2 + 0.6 * i, 5.6 + 0.6 * i, 70, "right") for i in range(3) for p in (64 + 3 * i, 67 + 3 * i)]
+    take = TakeRenderer(motif + chords, 5, num_keys=88, view="overhead", fps=30.0, early_touch_s=0.5)
+    plain = TakeRenderer(motif + chords, 5, num_keys=88, view="overhead", fps=30.0, early_touch_s=0.0)
+    landed = [fn for fns in take.hands["right"].fingers for fn in fns if fn.early > 2 / 30]
+    assert len(landed) >= 5 and not [fn for fns in plain.hands["right"].fingers for fn in fns if fn.early > 0]
+    resting = 0  # frames with a landed finger on its key while the key is up (one staying on a repeated key rides it up first)
+    for fn in landed:
+        for i in np.flatnonzero((take.times >= fn.touch - fn.early + 0.01) & (take.times < fn.touch - 0.01)):
+            if take.depth[i, fn.note.pitch - K.LOWEST_PITCH] == 0:
+                resting += 1
+                assert np.linalg.norm(fingertips(take, i)[:, :2] - [fn.key_x, fn.key_y], axis=1).min() < 0.5
+    assert resting >= 10, resting
+    assert {k: v for k, v in take.params.to_json().items() if k != "early_touch_s"} == \
+           {k: v for k, v in plain.params.to_json().items() if k != "early_touch_s"}
+    assert np.array_equal(take.depth, plain.depth)  # the same performance: only the fingers' timing differs
+
+
 def test_the_hand_s_posture_follows_the_take_s_reach_and_knuckle_height():
     """From curled and high to long and flat (the real clip's: palms in front of the keyboard, fingers
     reaching far onto the keys): the same notes, the knuckles further forward and lower as drawn."""
