@@ -165,7 +165,8 @@ class Hand:
             hand_stays = abs(new_x - x) <= HAND_STAYS_MM
             landing = {f: self._landing(f, chord[i], points[i], wanted, -1.0 if hand_stays else released + move)
                        for f, i in targets.items()}
-            self.keyframes.append((max(touch - max(e for _, e, _ in landing.values()) - PREP_S * 0.5, released + move), new_x, new_y, move))
+            early = max((e for _, e, _ in landing.values()), default=0.0)  # none when every finger is busy holding
+            self.keyframes.append((max(touch - early - PREP_S * 0.5, released + move), new_x, new_y, move))
             x, y = new_x, new_y
             for f, i in targets.items():
                 n = chord[i]

@@ -245,6 +245,9 @@ def test_legato_fingers_land_on_their_key_early_and_rest_there_until_it_goes_dow
     assert {k: v for k, v in take.params.to_json().items() if k != "early_touch_s"} == \
            {k: v for k, v in plain.params.to_json().items() if k != "early_touch_s"}
     assert np.array_equal(take.depth, plain.depth)  # the same performance: only the fingers' timing differs
+    held = [Note(60 + 2 * i, 0.2 + 0.05 * i, 3.0, 70, "right") for i in range(5)]  # every finger busy when 72 comes
+    busy = TakeRenderer([*held, Note(72, 1.0, 1.4, 70, "right")], 5, num_keys=88, early_touch_s=0.5)
+    assert sum(len(notes) for notes in busy.hands["right"].fingers) == 5  # planned: the sixth note has no finger free
 
 
 def test_the_hand_s_posture_follows_the_take_s_reach_and_knuckle_height():
