@@ -165,8 +165,8 @@ class Hand:
             hand_stays = abs(new_x - x) <= HAND_STAYS_MM
             landing = {f: self._landing(f, chord[i], points[i], wanted, -1.0 if hand_stays else released + move)
                        for f, i in targets.items()}
-            early = max((e for _, e, _ in landing.values()), default=0.0)  # none when every finger is busy holding
-            self.keyframes.append((max(touch - early - PREP_S * 0.5, released + move), new_x, new_y, move))
+            earliest = max((e for _, e, _ in landing.values()), default=0.0)  # none when every finger is busy holding
+            self.keyframes.append((max(touch - earliest - PREP_S * 0.5, released + move), new_x, new_y, move))
             x, y = new_x, new_y
             for f, i in targets.items():
                 n = chord[i]
@@ -182,9 +182,9 @@ class Hand:
 
     def _landing(self, f: int, note: Note, point: tuple, wanted: float, hand_arrives: float) -> tuple[tuple, float, bool]:
         """Where finger ``f`` strikes ``note``, how long before the key goes down it lands there (at most
-        ``wanted``: only once it has left its last key and the hand is there), and whether it stays on
-        the key from its last release instead (the same key again, under a still hand, as legato players
-        repeat a note)."""
+        ``wanted``: only once it has left its last key and the hand is there, at ``hand_arrives``, negative
+        when it is there already), and whether it stays on the key from its last release instead (the
+        same key again, under a still hand, as legato players repeat a note)."""
         touch = note.start - travel_time(note.velocity)
         last = self.fingers[f][-1] if self.fingers[f] else None
         if last is not None and last.note.pitch == note.pitch and hand_arrives < 0 and wanted >= touch - last.note.end:
