@@ -1054,7 +1054,7 @@ def fit_score(gray: np.ndarray, fit: KeyboardFit, distort=None) -> float:
     a good lock, low for a wrong or stale one (hands hide a few). A lock one white key off still finds
     three black keys in five (the 2-3 groups), but black keys beside every E-F and B-C boundary.
     ``gray`` may be a BGR frame; ``distort`` maps ideal to its recorded pixels (see ``_black_keys_shown``)."""
-    return FitProbe.of(fit.world_to_image, fit.lowest, fit.num_keys, distort, gray.shape[:2]).score(gray)
+    return _black_key_share(gray, fit.world_to_image, fit.lowest, fit.num_keys, distort)
 
 
 def _black_key_share(gray: np.ndarray, h: np.ndarray, lo: int, size: int, distort=None) -> float:

@@ -144,7 +144,8 @@ def run(source_uri, sink_specs: list, lock_path: Path | None = None, keys: int |
                 _say(status, f"keyboard found again at {t:.2f} s: playing")
             held.append((frame, t))
             events = []
-            if change != "doubt":  # lost (or still lost): the frames held were seen through a stale lock, never played
+            if change != "doubt":  # in doubt: keep holding
+                # lost, or still lost: the frames held were seen through a stale lock, never played
                 playable, held = (held if change in ("fits", "found") else []), []
                 for waited, at in playable:
                     stamps = marks if waited is frame else [clock()]  # a frame held back is timed from when it is played

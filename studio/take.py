@@ -158,11 +158,14 @@ def replanned(take: Take) -> TakeRenderer:
     meta = take.meta()
     studio = studio_metadata(take)
     pinned = dict(studio.get("overrides", {}))
-    if "early_touch_s" not in studio["params"]:  # rendered before early touches (drawn apart, so all else is as it was)
+    before_early_touches = "early_touch_s" not in studio["params"]  # drawn apart, so all else is as it was
+    if before_early_touches:
         pinned["early_touch_s"] = 0.0
     planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])), **pinned)
     params = json.loads(json.dumps(planned.params.to_json()))
-    if {k: v for k, v in params.items() if k in studio["params"] or k not in pinned} != studio["params"]:
+    if before_early_touches:
+        del params["early_touch_s"]
+    if params != studio["params"]:
         raise PianoedgeError(f"{take.video}: planned again, its scene differs from its metadata (rendered by pianoedge "
                              f"{studio.get('version', '?')}): render it again with pianoedge synth")
     return planned
