@@ -40,6 +40,7 @@ FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
 WHITE_STRIKE_Y_MM = (4.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge (the real clip: often at it)
 BLACK_STRIKE_Y_MM = (K.BLACK_FRONT_MM + 3.0, 128.0)  # and a black key: from just behind its front end to far back, ...
 BLACK_STRIKE_FRONT_POWER = 2.0  # ... mostly near the front end, as real players strike them (u ** power across the range)
+THUMB_EDGE_Y_MM = (0.0, 8.0)  # a thumb striking a white key at its very front edge (the take's ``thumb_edge_share`` of them)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Hand:
         self.side = side
         self.sign = 1.0 if side == "right" else -1.0
         self.scale = params.hand_scale
-        self.lift_mm, self.early_touch_s = params.lift_mm, params.early_touch_s
+        self.lift_mm, self.early_touch_s, self.thumb_edge_share = params.lift_mm, params.early_touch_s, params.thumb_edge_share
         self.reach_mm, self.knuckle_height_mm = params.reach_mm, params.knuckle_height_mm  # the posture (``params.RANGES``)
         self.layout = layout
         self.fingers: list[list[FingerNote]] = [[] for _ in range(FINGERS)]
@@ -110,8 +111,9 @@ class Hand:
         self.keyframes: list[tuple[float, float, float, float]] = []  # (arrive, x, y, move seconds)
         self.front_centres, self.back_centres = _rest_centres(layout)
         self.black_spans = np.array([[k.left, k.right] for k in layout.blacks]) * K.WHITE_KEY_PITCH_MM
-        # early touches come from their own stream, so that every other draw is as before they existed
-        self._plan(notes, rng, rng.spawn(1)[0], duration)
+        # early touches and thumb edges come from streams of their own, so that every other draw is as before they existed
+        touches = rng.spawn(1)[0]
+        self._plan(notes, rng, touches, touches.spawn(1)[0], duration)
 
     def _tips(self) -> np.ndarray:
         return self.sign * TIP_OFFSET_MM * self.scale
@@ -124,7 +126,8 @@ class Hand:
             return x, near + (far - near) * float(rng.uniform()) ** BLACK_STRIKE_FRONT_POWER, K.BLACK_KEY_HEIGHT_MM
         return x, float(rng.uniform(*WHITE_STRIKE_Y_MM)), 0.0
 
-    def _plan(self, notes: list[Note], rng: np.random.Generator, touches: np.random.Generator, duration: float) -> None:
+    def _plan(self, notes: list[Note], rng: np.random.Generator, touches: np.random.Generator, edges: np.random.Generator,
+              duration: float) -> None:
         chords: list[list[Note]] = []
         for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
             if chords and n.start - chords[-1][0].start < CHORD_S:
@@ -155,6 +158,9 @@ class Hand:
             combo = min(combinations(free, len(order)),
                         key=lambda c: _reach_cost(np.concatenate([xs - tips[list(c)], held_anchors]), x))
             targets = {f: int(i) for f, i in zip(combo, order)}
+            thumb = targets.get(0)
+            if thumb is not None and not self.layout.key(chord[thumb].pitch).black and edges.uniform() < self.thumb_edge_share:
+                points[thumb] = (points[thumb][0], float(edges.uniform(*THUMB_EDGE_Y_MM)), points[thumb][2])
             anchors = [points[i][0] - tips[f] for f, i in targets.items()] + [hx - tips[f] for f, (hx, _) in held.items()]
             ys = [points[i][1] for i in targets.values()] + [hy for hx, hy in held.values()]
             new_x = float(np.mean(anchors))

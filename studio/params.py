@@ -47,6 +47,9 @@ RANGES = {
     # press is the key going down under a still finger (each chord draws its own share of it). The real
     # clip's D#5 is played so: the finger rests on the key's front end, then a small downward motion
     "early_touch_s": (0.0, 0.5),
+    # how often a thumb strikes a white key at its very front edge, from in front of the keys (the
+    # hand's palm in front of the keyboard), as on the real clip, where thumbs play A3 and E4 so
+    "thumb_edge_share": (0.0, 0.8),
     # real hands never hold still: the wrist and the free fingers wander by up to this much
     "fidget_mm": (0, 8),
     # the hand's posture: how far its fingertips reach forward of the knuckle line, and how high the
@@ -118,6 +121,7 @@ class SceneParams:
     reach_mm: float = 70.0
     knuckle_height_mm: float = 36.0
     early_touch_s: float = 0.0  # takes rendered before it: none
+    thumb_edge_share: float = 0.0  # takes rendered before it: none
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -133,6 +137,7 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         yaw = -yaw  # from the left or the right end
     skin = np.array(SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], float) * rng.uniform(0.9, 1.08, 3)
     case = CASE_FINISHES[piano][int(rng.integers(len(CASE_FINISHES[piano])))]
+    touch_rng = rng.spawn(1)[0]  # the touch's own stream: every other draw of a seed stays what it was before it
     params = SceneParams(
         num_keys=num_keys,
         piano=piano,
@@ -170,8 +175,8 @@ def sample_params(rng: np.random.Generator, num_keys: int, **overrides) -> Scene
         fidget_mm=_uniform(rng, RANGES["fidget_mm"]),
         reach_mm=_uniform(rng, RANGES["reach_mm"]),
         knuckle_height_mm=_uniform(rng, RANGES["knuckle_height_mm"]),
-        # from its own stream: every other draw of a seed stays what it was before this parameter
-        early_touch_s=_uniform(rng.spawn(1)[0], RANGES["early_touch_s"]),
+        early_touch_s=_uniform(touch_rng, RANGES["early_touch_s"]),
+        thumb_edge_share=_uniform(touch_rng, RANGES["thumb_edge_share"]),
     )
     for name, value in overrides.items():
         if value is not None:

@@ -23,6 +23,8 @@ from .render import Renderer
 
 EXPOSURE_SAMPLES = 3  # sub-frame renders averaged for motion blur of moving keys
 TAIL_S = 1.0  # video continues after the last release
+#: touch parameters added after takes were rendered, with the value that plans an older take as it was rendered
+LATER_TOUCH_PARAMS = {"early_touch_s": 0.0, "thumb_edge_share": 0.0}
 
 
 def fitting_sizes(notes: list[Note]) -> list[int]:
@@ -158,13 +160,12 @@ def replanned(take: Take) -> TakeRenderer:
     meta = take.meta()
     studio = studio_metadata(take)
     pinned = dict(studio.get("overrides", {}))
-    before_early_touches = "early_touch_s" not in studio["params"]  # drawn apart, so all else is as it was
-    if before_early_touches:
-        pinned["early_touch_s"] = 0.0
-    planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])), **pinned)
+    # touch parameters the take was rendered before: drawn apart, so all else is as it was; pinned to "none"
+    missing = {name: value for name, value in LATER_TOUCH_PARAMS.items() if name not in studio["params"]}
+    planned = TakeRenderer(take.notes(), int(studio["seed"]), studio.get("keys_given", int(meta["num_keys"])), **pinned, **missing)
     params = json.loads(json.dumps(planned.params.to_json()))
-    if before_early_touches:
-        del params["early_touch_s"]
+    for name in missing:
+        del params[name]
     if params != studio["params"]:
         raise PianoedgeError(f"{take.video}: planned again, its scene differs from its metadata (rendered by pianoedge "
                              f"{studio.get('version', '?')}): render it again with pianoedge synth")

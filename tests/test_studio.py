@@ -250,6 +250,52 @@ def test_legato_fingers_land_on_their_key_early_and_rest_there_until_it_goes_dow
     assert sum(len(notes) for notes in busy.hands["right"].fingers) == 5  # planned: the sixth note has no finger free
 
 
+def test_thumbs_strike_white_keys_at_their_front_edge_by_the_take_s_share():
+    """The real clip's A3 and E4: a thumb presses the key at its very front edge, the hand in front of
+    the keys. With the take's thumb-edge share most thumb strikes on white keys land within 8 mm of the
+    edge, the thumb on that spot while the key is down; without it none do (white keys are struck 4-55 mm
+    back). The other fingers' strikes, the performance and every other draw of the seed are as before."""
+    notes = performance(4, seconds=12.0)
+    edge = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, thumb_edge_share=0.8)
+    plain = TakeRenderer(notes, 5, num_keys=88, view="overhead", fps=30.0, thumb_edge_share=0.0)
+
+    def thumb_on_whites(take):
+        return [(side, fn) for side, hand in take.hands.items() for fn in hand.fingers[0] if fn.key_z == 0]
+
+    assert min(fn.key_y for _, fn in thumb_on_whites(plain)) >= 4
+    at_edge = [(side, fn) for side, fn in thumb_on_whites(edge) if fn.key_y <= 8]
+    assert len(at_edge) >= 3 and len(at_edge) >= 0.5 * len(thumb_on_whites(edge)), [fn.key_y for _, fn in thumb_on_whites(edge)]
+    for side, fn in at_edge:
+        down = np.flatnonzero((edge.depth[:, fn.note.pitch - K.LOWEST_PITCH] > 0.99) & (edge.times > fn.note.start) & (edge.times < fn.note.end))
+        thumb = fingertips(edge, int(down[len(down) // 2]))[0 if side == "left" else 5]
+        assert np.linalg.norm(thumb[:2] - [fn.key_x, fn.key_y]) < 0.5 and thumb[1] <= 8
+    for side in ("left", "right"):
+        for f in range(1, 5):
+            assert edge.hands[side].fingers[f] == plain.hands[side].fingers[f]
+    assert {k: v for k, v in edge.params.to_json().items() if k != "thumb_edge_share"} == \
+           {k: v for k, v in plain.params.to_json().items() if k != "thumb_edge_share"}
+    assert np.array_equal(edge.depth, plain.depth)
+
+
+def test_a_take_rendered_before_a_touch_parameter_existed_plans_again_as_it_was_rendered(tmp_path):
+    """``replanned`` (``synth --relabel``) of a take whose metadata predates the early touches and thumb
+    edges plans it without them, as it was rendered, and its parameter check passes."""
+    from pianoedge.studio.take import replanned
+    from pianoedge.takes import Take
+
+    notes = performance(4, seconds=1.5)
+    none = {"early_touch_s": 0.0, "thumb_edge_share": 0.0}
+    video = render_take(notes, tmp_path, "t", seed=3, width=640, height=360, fps=24.0, **none)
+    meta = json.loads((tmp_path / "t.json").read_text())
+    for name in none:
+        del meta["studio"]["params"][name], meta["studio"]["overrides"][name]
+    (tmp_path / "t.json").write_text(json.dumps(meta))
+    planned = replanned(Take(video, tmp_path / "t.mid"))
+    rendered = TakeRenderer(Take(video, tmp_path / "t.mid").notes(), 3, width=640, height=360, fps=24.0, **none)
+    assert planned.params == rendered.params
+    assert all(planned.hands[side].fingers == rendered.hands[side].fingers for side in ("left", "right"))
+
+
 def test_the_hand_s_posture_follows_the_take_s_reach_and_knuckle_height():
     """From curled and high to long and flat (the real clip's: palms in front of the keyboard, fingers
     reaching far onto the keys): the same notes, the knuckles further forward and lower as drawn."""
