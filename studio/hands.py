@@ -40,7 +40,8 @@ FIDGET_HZ = (0.3, 2.5)  # how fast the wrist and free fingers wander
 WHITE_STRIKE_Y_MM = (4.0, 55.0)  # where a finger strikes a white key, mm behind the keyboard's front edge (the real clip: often at it)
 BLACK_STRIKE_Y_MM = (K.BLACK_FRONT_MM + 3.0, 128.0)  # and a black key: from just behind its front end to far back, ...
 BLACK_STRIKE_FRONT_POWER = 2.0  # ... mostly near the front end, as real players strike them (u ** power across the range)
-THUMB_EDGE_Y_MM = (0.0, 8.0)  # a thumb striking a white key at its very front edge (the take's ``thumb_edge_share`` of them)
+THUMB_EDGE_Y_MM = (0.0, 8.0)  # a thumb striking a white key at its very front edge (the take's ``thumb_edge_share`` of them), ...
+THUMB_EDGE_TUCK_MM = 30.0  # ... the hand placed as if it struck this much further back: the other fingers stay on the keys
 
 
 @dataclass
@@ -158,11 +159,12 @@ class Hand:
             combo = min(combinations(free, len(order)),
                         key=lambda c: _reach_cost(np.concatenate([xs - tips[list(c)], held_anchors]), x))
             targets = {f: int(i) for f, i in zip(combo, order)}
-            thumb = targets.get(0)
+            thumb, tuck = targets.get(0), 0.0
             if thumb is not None and not self.layout.key(chord[thumb].pitch).black and edges.uniform() < self.thumb_edge_share:
                 points[thumb] = (points[thumb][0], float(edges.uniform(*THUMB_EDGE_Y_MM)), points[thumb][2])
+                tuck = THUMB_EDGE_TUCK_MM
             anchors = [points[i][0] - tips[f] for f, i in targets.items()] + [hx - tips[f] for f, (hx, _) in held.items()]
-            ys = [points[i][1] for i in targets.values()] + [hy for hx, hy in held.values()]
+            ys = [points[i][1] + (tuck if f == 0 else 0.0) for f, i in targets.items()] + [hy for hx, hy in held.values()]
             new_x = float(np.mean(anchors))
             new_y = float(np.mean(ys)) - self.reach_mm * self.scale
             move = float(np.clip(abs(new_x - x) / 700 + 0.06, 0.06, 0.35))
