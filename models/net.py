@@ -40,19 +40,23 @@ def _block(cin: int, cout: int, stride: tuple[int, int]) -> nn.Sequential:
 INPUTS = 3  # the strip, its difference from the keyboard at rest, and its difference from a context frame before (motion)
 
 
+BLOCK_CHANNELS = (12, 16, 24, 24)  # the trunk's four blocks at width 1 (``Trunk``'s ``width`` multiplies them)
+
+
 class Trunk(nn.Module):
     """(B, INPUTS, H, W) strips, their difference from the keyboard at rest and from the strip a context
-    frame before (uint8 range) -> (B, FEATURES, W // 2) features along the keyboard (H and W even)."""
+    frame before (uint8 range) -> (B, FEATURES, W // 2) features along the keyboard (H and W even).
+    ``width`` multiplies the blocks' channels (``BLOCK_CHANNELS``)."""
 
-    def __init__(self, height: int):
+    def __init__(self, height: int, width: int = 1):
         super().__init__()
         stem = nn.Conv2d(INPUTS, 2 + STEM_MAPS, 4, stride=2, padding=1, bias=False)  # linear: halves the strip, adds detail maps
-        self.convs = nn.Sequential(stem, _block(2 + STEM_MAPS, 12, (2, 1)), _block(12, 16, (2, 1)), _block(16, 24, (2, 1)),
-                                   _block(24, 24, (2, 1)))
+        channels = (2 + STEM_MAPS, *(c * width for c in BLOCK_CHANNELS))
+        self.convs = nn.Sequential(stem, *(_block(cin, cout, (2, 1)) for cin, cout in zip(channels, channels[1:])))
         rows = height // 2
-        for _ in range(4):
+        for _ in BLOCK_CHANNELS:
             rows = (rows + 1) // 2
-        self.mix = nn.Sequential(nn.Conv1d(24 * rows, FEATURES, 1), nn.ReLU(inplace=True),
+        self.mix = nn.Sequential(nn.Conv1d(channels[-1] * rows, FEATURES, 1), nn.ReLU(inplace=True),
                                  nn.Conv1d(FEATURES, FEATURES, 5, padding=2), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,11 +83,13 @@ class Head(nn.Module):
 
 
 class PianoNet(nn.Module):
-    """The trunk, the live head (``head``) and, unless ``offline`` is False, the offline head (``offline``)."""
+    """The trunk (``width`` times ``BLOCK_CHANNELS``), the live head (``head``) and, unless ``offline`` is
+    False, the offline head (``offline``)."""
 
-    def __init__(self, height: int, offline: bool = True):
+    def __init__(self, height: int, offline: bool = True, width: int = 1):
         super().__init__()
-        self.trunk = Trunk(height)
+        self.height, self.width = height, width
+        self.trunk = Trunk(height, width)
         self.head = Head(HEADS["live"])
         self.offline = Head(HEADS["offline"]) if offline else None
 
@@ -204,3 +210,39 @@ def grown_motion(state: dict[str, torch.Tensor], net: PianoNet) -> dict[str, tor
     grown = stem.new_zeros(net.trunk.convs[0].weight.shape)
     grown[:, : stem.shape[1]] = stem
     return {**state, "trunk.convs.0.weight": grown}
+
+
+def trunk_width(state: dict[str, torch.Tensor]) -> int:
+    """The trunk width (``PianoNet``'s ``width``) of a state dict, from its last block's channels."""
+    blocks = [v for k, v in state.items() if k.startswith("trunk.convs.") and k.endswith(".0.weight") and v.ndim == 4]
+    return blocks[-1].shape[0] // BLOCK_CHANNELS[-1]
+
+
+def widened(net: PianoNet, width: int, seed: int = 0) -> PianoNet:
+    """``net`` with its trunk's blocks ``width / net.width`` times as wide, computing the same function
+    (Net2Net): each channel is copied, and the next layer splits each weight it had on it between the
+    copies at random shares that sum to one, so that the copies learn apart from there. Batch-norm
+    statistics are copied with their channels."""
+    if width < net.width or width % net.width:
+        raise PianoedgeError(f"a trunk of width {net.width} widens to a multiple of it, not to {width}")
+    times, generator = width // net.width, torch.Generator().manual_seed(seed)
+
+    def split(weight: torch.Tensor, channels: int) -> torch.Tensor:
+        """(O, channels * group, *k) -> (O, times * channels * group, *k): the input channels copied (channel-major
+        groups, as the trunk flattens rows into the mix), each weight split between its copies."""
+        shaped = weight.reshape(weight.shape[0], 1, channels, -1, *weight.shape[2:])
+        shares = torch.rand((weight.shape[0], times, channels, shaped.shape[3]) + (1,) * (weight.ndim - 2), generator=generator) + 0.5
+        return (shaped * shares / shares.sum(dim=1, keepdim=True)).reshape(weight.shape[0], -1, *weight.shape[2:])
+
+    state = net.state_dict()
+    blocks = len(BLOCK_CHANNELS)
+    for block in range(1, blocks + 1):
+        prefix = f"trunk.convs.{block}."
+        for key in [k for k in state if k.startswith(prefix) and k != prefix + "1.num_batches_tracked"]:
+            state[key] = state[key].repeat(times, *([1] * (state[key].ndim - 1)))  # the block's channels, copied
+        if block > 1:
+            state[prefix + "0.weight"] = split(state[prefix + "0.weight"], BLOCK_CHANNELS[block - 2] * net.width)
+    state["trunk.mix.0.weight"] = split(state["trunk.mix.0.weight"], BLOCK_CHANNELS[-1] * net.width)
+    grown = PianoNet(net.height, net.offline is not None, width)
+    grown.load_state_dict(state)
+    return grown.train(net.training)

@@ -32,7 +32,7 @@ from .data import (CONTEXT_FPS, KEY_CHANGE_BANDS, STRIP_SIZE, TakeData, black_fl
                    motion_batches)
 from .decode import Thresholds, decode
 from .evaluate import matched_velocities, mean_of, score
-from .net import AHEAD, CONTEXT, FEATURES, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem
+from .net import AHEAD, CONTEXT, FEATURES, HEADS, OUTPUTS, Head, PianoNet, grown_front, grown_motion, grown_stem, trunk_width, widened
 
 WEIGHTS = Path(__file__).parent / "weights"  # shipped: pianonet.pt (state dict) + pianonet.json (manifest)
 DECODER_GRID = {"onset": (0.3, 0.4, 0.5, 0.6), "frame_hold": (0.6, 0.75, 0.9), "frame_off": (0.25, 0.35, 0.5)}
@@ -53,6 +53,8 @@ class Settings:
     frame_weight: float = 2.0  # positive-class weights: pressed keys are few, onsets rarer
     onset_weight: float = 4.0
     offset_weight: float = 2.0
+    width: int | None = None  # the trunk's width (``net.BLOCK_CHANNELS`` times it): an --init model is widened to it (``net.widened``);
+    # None: the --init model's, else 1
     key_change_weight: float = 0.0  # the trunk's side task on studio takes that have the label (``key_change_head``); 0: none
     # (off: with weight 1, run 34 scored below its control on every set; BENCHMARKS.md, twenty-third session)
 
@@ -388,7 +390,11 @@ def train(train_dirs: list, run_dir: Path, val_dirs: list | None = None, setting
     random.seed(settings.seed)
     train_takes = load_takes(train_dirs, progress_factory and progress_factory(0, "take", "loading train"))
     val_takes = load_takes(val_dirs, progress_factory and progress_factory(0, "take", "loading val")) if val_dirs else []
-    net = load_weights(init) if init else PianoNet(STRIP_SIZE[1])
+    net = load_weights(init) if init else PianoNet(STRIP_SIZE[1], width=settings.width or 1)
+    if settings.width and settings.width != net.width:
+        if settings.heads == "offline":
+            raise PianoedgeError("--heads offline keeps the --init model's trunk as it is: leave out --width")
+        net = widened(net, settings.width, settings.seed)
     if net.offline is None:  # weights from before the offline head: it starts untrained
         net.offline = Head(HEADS["offline"])
     trained = net.offline if settings.heads == "offline" else net
@@ -483,6 +489,6 @@ def load_weights(folder: Path = WEIGHTS) -> PianoNet:
     if not path.is_file():
         raise PianoedgeError(f"model weights not found: {path}; train them with: pianoedge train --data DIR -o RUN_DIR")
     state = torch.load(path, weights_only=True)
-    net = PianoNet(STRIP_SIZE[1], offline="offline.mlp.0.weight" in state)
+    net = PianoNet(STRIP_SIZE[1], offline="offline.mlp.0.weight" in state, width=trunk_width(state))
     net.load_state_dict(grown_motion(grown_front(grown_stem(state, net), net), net))
     return net.eval()

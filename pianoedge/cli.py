@@ -97,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from pianoedge.models import train
 
-    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps, lr=args.lr, heads=args.heads)
+    settings = train.Settings(seed=args.seed, epochs=args.epochs, steps_per_epoch=args.steps, lr=args.lr, heads=args.heads,
+                              width=args.width)
     if args.key_change_weight is not None:
         settings.key_change_weight = args.key_change_weight
     best = train.train(args.data, args.output, args.val, settings, progress_factory=_progress, init=args.init)
@@ -316,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--heads", choices=("all", "offline"), default="all",
                     help="all (the trunk, the live and the offline head; default) or offline (only the offline head, which "
                          "looks a few frames ahead for files, on the --init model's frozen trunk)")
+    tr.add_argument("--width", type=int, choices=(1, 2, 3, 4),
+                    help="trunk width: its blocks' channels times this (default: the --init model's, else 1, the shipped "
+                         "model's); an --init model is widened to it first, computing what it did, and trained on from there")
     tr.add_argument("--key-change-weight", type=float, metavar="W",
                     help="weight of the trunk's side task on studio takes with the key_change label: say what the keys "
                          "alone change, hands removed (default: models.train.Settings', off)")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Per-frame cost of classifying every key: PianoNet (one trunk over the strip, per-key heads) against
-the seed paper's per-key crops (88 crops through the bundle CNNs), on one CPU core with torch.
+"""Per-frame cost of classifying every key: PianoNet (one trunk over the strip, per-key heads; the shipped
+width and a trunk twice as wide, ``train --width 2``) against the seed paper's per-key crops (88 crops
+through the bundle CNNs), on one CPU core with torch.
 
 Run: python scripts/bench_models.py [--frames N]
 Prints a table (ms per frame, p50/p90) and the ratio, measured in one run.
@@ -21,15 +22,17 @@ from pianoedge.models.net import CONTEXT, PianoNet
 from pianoedge.models.seed import CROP, SeedCNN, crop_keys
 
 
-def timed(fn, frames: int) -> np.ndarray:
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(frames):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return np.array(out)
+def timed(fns: dict, frames: int) -> dict[str, np.ndarray]:
+    """ms per call of each function, the functions taking turns frame by frame after 20 rounds of warm-up
+    (measured one after another, the first ran slower: torch's first large allocations fault pages in)."""
+    out = {name: [] for name in fns}
+    for round_ in range(20 + frames):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if round_ >= 20:
+                out[name].append((time.perf_counter() - t) * 1000)
+    return {name: np.array(ms) for name, ms in out.items()}
 
 
 @torch.no_grad()
@@ -41,16 +44,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     strip = rng.integers(0, 256, (STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)
     canonical = rng.integers(0, 256, (K.CANONICAL_SIZE[1], K.CANONICAL_SIZE[0]), dtype=np.uint8)
-    net = PianoNet(STRIP_SIZE[1]).eval()
     pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
     history = torch.zeros(1, CONTEXT, 88, 48)
     rest = torch.from_numpy(strip)[None]
 
-    def pianonet():
-        feats = net.key_features(torch.from_numpy(strip)[None], rest, pool)
-        history[:, :-1] = history[:, 1:].clone()
-        history[:, -1] = feats
-        return net.head(history, black)
+    def pianonet(width: int):
+        net = PianoNet(STRIP_SIZE[1], width=width).eval()
+
+        def frame():
+            feats = net.key_features(torch.from_numpy(strip)[None], rest, pool)
+            history[:, :-1] = history[:, 1:].clone()
+            history[:, -1] = feats
+            return net.head(history, black)
+        return frame
 
     cnns = {b: SeedCNN(CROP[("bundle", b)]).eval() for b in (False, True)}
     is_black = K.layout(88).black_mask
@@ -60,14 +66,15 @@ def main() -> None:
         for b in (False, True):
             cnns[b](torch.from_numpy(crop_keys(canonical, spans, np.flatnonzero(is_black == b), "bundle", b)))
 
-    rows = [("pianonet (trunk + head, all 88 keys)", timed(pianonet, args.frames)),
-            ("seed paper (88 bundle crops + 2 CNNs)", timed(seed, args.frames))]
+    rows = list(timed({"pianonet (trunk + head, all 88 keys)": pianonet(1), "seed paper (88 bundle crops + 2 CNNs)": seed,
+                       "pianonet, trunk width 2": pianonet(2)}, args.frames).items())
     print(f"model cost per frame, {date.today()}, torch {torch.__version__}, 1 thread, {args.frames} frames\n")
     print("| model | p50 ms | p90 ms |")
     print("|---|---|---|")
     for name, ms in rows:
         print(f"| {name} | {np.percentile(ms, 50):.2f} | {np.percentile(ms, 90):.2f} |")
-    print(f"\nseed / pianonet (p50): {np.percentile(rows[1][1], 50) / np.percentile(rows[0][1], 50):.1f}x")
+    p50 = [np.percentile(ms, 50) for _, ms in rows]
+    print(f"\nseed / pianonet (p50): {p50[1] / p50[0]:.1f}x; pianonet width 2 / width 1: {p50[2] / p50[0]:.1f}x")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ torch = pytest.importorskip("torch", reason="the models are host-side: install t
 
 from pianoedge.models import train  # noqa: E402
 from pianoedge.models.data import STRIP_SIZE, TakeData, black_flags, context_stride, key_pool  # noqa: E402
-from pianoedge.models.net import AHEAD, CONTEXT, FEATURES, INPUTS, STEM_MAPS, PianoNet, grown_front, grown_motion, grown_stem  # noqa: E402
+from pianoedge.models.net import (AHEAD, BLOCK_CHANNELS, CONTEXT, FEATURES, INPUTS, STEM_MAPS, PianoNet, grown_front, grown_motion,  # noqa: E402
+                                  grown_stem, widened)
 
 FPS = 25.0
 
@@ -345,6 +346,37 @@ def test_the_offline_head_trains_alone_on_a_trained_model(tiny_take, tmp_path):
     before, after = old.state_dict(), new.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert json.loads((tmp_path / "new" / "pianonet.json").read_text())["heads"] == {"live": 0, "offline": AHEAD}
+
+
+def test_a_widened_trunk_computes_what_it_did_and_its_copies_learn_apart(tmp_path):
+    """``net.widened`` (``train --width``): the trunk's blocks twice as wide give the same outputs (batch-norm
+    statistics included); the copies of a channel move apart in training; the weights load at their width."""
+    torch.manual_seed(0)
+    net = PianoNet(STRIP_SIZE[1])
+    rng = np.random.default_rng(0)
+    strips, previous, rest = (torch.from_numpy(rng.integers(0, 256, (n, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)) for n in (3, 3, 1))
+    clips = torch.from_numpy(rng.integers(0, 256, (1, CONTEXT + AHEAD + 2, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8))
+    with torch.no_grad():
+        net.key_features(strips, rest, torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), previous)  # batch-norm statistics away from their start
+    net.eval()
+    wide = widened(net, 2)
+    assert wide.width == 2 and [block[0].out_channels for block in wide.trunk.convs[1:]] == [2 * c for c in BLOCK_CHANNELS]
+    pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
+    with torch.no_grad():
+        for head in ("live", "offline"):
+            assert torch.allclose(wide(clips, rest, pool, black, head=head), net(clips, rest, pool, black, head=head), atol=1e-5)
+    first = wide.trunk.convs[1][0].weight
+    assert torch.equal(first[:12], first[12:])  # the first block's copies start alike; the next block splits them apart
+    wide.train()
+    loss = wide(clips, rest, pool, black).square().mean()
+    loss.backward()
+    torch.optim.SGD(wide.parameters(), lr=0.1).step()
+    assert not torch.allclose(first[:12], first[12:])
+    train.save_weights(wide.eval(), tmp_path, {})
+    loaded = train.load_weights(tmp_path)
+    assert loaded.width == 2 and all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), wide.state_dict().values()))
+    with pytest.raises(PianoedgeError, match="multiple"):
+        widened(wide, 3)
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
