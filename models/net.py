@@ -224,7 +224,8 @@ def widened(net: PianoNet, width: int, seed: int = 0) -> PianoNet:
     copies at random shares that sum to one, so that the copies learn apart from there. Batch-norm
     statistics are copied with their channels."""
     if width < net.width or width % net.width:
-        raise PianoedgeError(f"a trunk of width {net.width} widens to a multiple of it, not to {width}")
+        raise PianoedgeError(f"a trunk of width {net.width} cannot become width {width}: it widens only to a multiple of its "
+                             f"width (give --width {2 * net.width}, or leave it out to keep {net.width})")
     times, generator = width // net.width, torch.Generator().manual_seed(seed)
 
     def split(weight: torch.Tensor, channels: int) -> torch.Tensor:
