@@ -18,7 +18,7 @@ import torch
 from pianoedge import keys as K
 from pianoedge.calibration.layout import key_spans
 from pianoedge.models.data import STRIP_SIZE, black_flags, key_pool
-from pianoedge.models.net import CONTEXT, PianoNet
+from pianoedge.models.net import CONTEXT, FEATURES, PianoNet
 from pianoedge.models.seed import CROP, SeedCNN, crop_keys
 
 
@@ -45,11 +45,11 @@ def main() -> None:
     strip = rng.integers(0, 256, (STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)
     canonical = rng.integers(0, 256, (K.CANONICAL_SIZE[1], K.CANONICAL_SIZE[0]), dtype=np.uint8)
     pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
-    history = torch.zeros(1, CONTEXT, 88, 48)
     rest = torch.from_numpy(strip)[None]
 
     def pianonet(width: int):
         net = PianoNet(STRIP_SIZE[1], width=width).eval()
+        history = torch.zeros(1, CONTEXT, 88, FEATURES)  # each model's own recent features
 
         def frame():
             feats = net.key_features(torch.from_numpy(strip)[None], rest, pool)

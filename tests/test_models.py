@@ -356,22 +356,22 @@ def test_a_widened_trunk_computes_what_it_did_and_its_copies_learn_apart(tmp_pat
     rng = np.random.default_rng(0)
     strips, previous, rest = (torch.from_numpy(rng.integers(0, 256, (n, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8)) for n in (3, 3, 1))
     clips = torch.from_numpy(rng.integers(0, 256, (1, CONTEXT + AHEAD + 2, STRIP_SIZE[1], STRIP_SIZE[0]), dtype=np.uint8))
+    pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
     with torch.no_grad():
-        net.key_features(strips, rest, torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), previous)  # batch-norm statistics away from their start
+        net.key_features(strips, rest, pool, previous)  # batch-norm statistics away from their start
     net.eval()
     wide = widened(net, 2)
     assert wide.width == 2 and [block[0].out_channels for block in wide.trunk.convs[1:]] == [2 * c for c in BLOCK_CHANNELS]
-    pool, black = torch.from_numpy(key_pool(88, 21, STRIP_SIZE[0])), torch.from_numpy(black_flags(88, 21))
     with torch.no_grad():
         for head in ("live", "offline"):
             assert torch.allclose(wide(clips, rest, pool, black, head=head), net(clips, rest, pool, black, head=head), atol=1e-5)
-    first = wide.trunk.convs[1][0].weight
-    assert torch.equal(first[:12], first[12:])  # the first block's copies start alike; the next block splits them apart
+    first, copies = wide.trunk.convs[1][0].weight, BLOCK_CHANNELS[0]
+    assert torch.equal(first[:copies], first[copies:])  # the first block's copies start alike; the next block splits them apart
     wide.train()
     loss = wide(clips, rest, pool, black).square().mean()
     loss.backward()
     torch.optim.SGD(wide.parameters(), lr=0.1).step()
-    assert not torch.allclose(first[:12], first[12:])
+    assert not torch.allclose(first[:copies], first[copies:])
     train.save_weights(wide.eval(), tmp_path, {})
     loaded = train.load_weights(tmp_path)
     assert loaded.width == 2 and all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), wide.state_dict().values()))
