@@ -16,6 +16,8 @@ from music21 import chord, corpus, note, stream
 from pianoedge.errors import PianoedgeError
 from pianoedge.notes import Note
 
+from .motion import travel_time
+
 EXERCISE_KINDS: tuple[str, ...] = (
     "scale", "arpeggio", "block_chords", "repeated_notes", "trill",
     "held_under_moving", "fast_run", "hand_crossing", "hovering",
@@ -24,7 +26,8 @@ EXERCISE_KINDS: tuple[str, ...] = (
 # --- physical limits -------------------------------------------------------------------------
 MAX_NOTES_PER_HAND = 5
 MAX_HAND_SPAN = 16  # semitones an open hand reaches: an octave plus a major third
-RESTRIKE_GAP_S = 0.030  # a key must rise this long before it is struck again
+RESTRIKE_GAP_S = 0.040  # a key rises this long (most of the way: ``motion.RELEASE_S``) before it starts down again;
+# its next strike's travel (``motion.travel_time``) comes on top: a key re-struck sooner would never rise on screen
 MIN_DURATION_S = 0.025  # shortest key press kept
 RELEASE_S = 1.0  # notes may ring this long past the performance's end
 MIN_RANGE = 36  # semitones of keyboard the generators need (a 61-key keyboard has 60)
@@ -191,13 +194,20 @@ def _releases(sounding: list[_Press], press: _Press) -> list[_Press] | None:
     return None
 
 
+def restrike_release(start: float, velocity: int) -> float:
+    """The latest a key may be released for a strike at ``start`` (the key reaching its bed at ``velocity``)
+    to rise first, as a real key must for its action to strike again: ``RESTRIKE_GAP_S`` before the
+    strike's travel (``motion.travel_time``) begins."""
+    return start - travel_time(velocity) - RESTRIKE_GAP_S
+
+
 def _separate_restrikes(presses: list[_Press]) -> list[_Press]:
-    """Shorten a key's press so it rises RESTRIKE_GAP_S before its next strike; drop strikes too close to keep."""
+    """Shorten a key's press so it rises before its next strike (``restrike_release``); drop strikes too close to keep."""
     kept: list[_Press] = []
     for press in sorted(presses, key=lambda p: (p.pitch, p.start, -p.end)):
         previous = kept[-1] if kept and kept[-1].pitch == press.pitch else None
-        if previous is not None and press.start - previous.end < RESTRIKE_GAP_S:
-            release = press.start - RESTRIKE_GAP_S
+        release = restrike_release(press.start, press.velocity)
+        if previous is not None and previous.end > release:
             if release - previous.start < MIN_DURATION_S:
                 continue
             previous.end = release
