@@ -33,6 +33,14 @@ def by_hand(notes) -> dict[str, list[Note]]:
     return hands
 
 
+def restrikes(notes) -> list[tuple[Note, Note]]:
+    """Each strike of a key and the key's next strike, in time order."""
+    strikes = defaultdict(list)
+    for n in sorted(notes, key=lambda n: n.start):
+        strikes[n.pitch].append(n)
+    return [pair for same_key in strikes.values() for pair in zip(same_key, same_key[1:])]
+
+
 def assert_playable(perf: music.Performance, lowest: int, highest: int) -> None:
     """Every invariant a performance must keep."""
     assert perf.notes, perf.name
@@ -42,13 +50,8 @@ def assert_playable(perf: music.Performance, lowest: int, highest: int) -> None:
         assert 0.0 <= n.start < SECONDS and n.start < n.end <= SECONDS + music.RELEASE_S, n
         assert isinstance(n.velocity, int) and 1 <= n.velocity <= 127, n
         assert n.hand in ("left", "right"), n
-    strikes = defaultdict(list)
-    for n in perf.notes:
-        strikes[n.pitch].append(n)
-    for same_key in strikes.values():
-        same_key.sort(key=lambda n: n.start)
-        for previous, following in zip(same_key, same_key[1:]):
-            assert previous.end <= music.restrike_release(following.start, following.velocity) + 1e-9, (previous, following)
+    for previous, following in restrikes(perf.notes):
+        assert previous.end <= music.restrike_release(following.start, following.velocity) + 1e-9, (previous, following)
     for hand_notes in by_hand(perf.notes).values():
         for n in hand_notes:  # a hand's sounding set only grows at an onset, so checking onsets covers all times
             sounding = [m.pitch for m in hand_notes if m.start <= n.start < m.end]
@@ -275,20 +278,17 @@ def test_humanize_jitters_and_stays_clean():
 def test_a_key_struck_again_rises_on_screen_first(kind):
     """Between two strikes of one key the rendered key comes most of the way up, even with the slowest
     release and the softest strikes (before, a re-strike 30 ms after a release left the key down throughout)."""
+    from pianoedge import keys as K
     from pianoedge.studio import motion
 
     for seed in SEEDS:
         notes = list(exercise(kind, seed).notes)
         times = np.arange(0.0, SECONDS, 0.002)
         depth = motion.key_depths(notes, np.full(len(notes), motion.RELEASE_S[1]), times)
-        same_key = defaultdict(list)
-        for n in notes:
-            same_key[n.pitch].append(n)
-        pairs = [(a, b) for strikes in same_key.values() for a, b in zip(sorted(strikes, key=lambda n: n.start),
-                                                                         sorted(strikes, key=lambda n: n.start)[1:])]
+        pairs = restrikes(notes)
         assert pairs, "the exercise strikes keys again"
         for a, b in pairs:
-            between = depth[(times >= a.end) & (times <= b.start), a.pitch - 21]
+            between = depth[(times >= a.end) & (times <= b.start), a.pitch - K.LOWEST_PITCH]
             assert between.min() < 0.4, (a, b, between.min())
 
 
