@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a development/host machine from this repository's own files: system packages (when run as
 # root on Debian/Ubuntu), a virtual environment in .venv with the CPU build of torch, and pianoedge
-# with its host and dev extras. Safe to run again: it only adds what is missing.
+# with its host and dev extras, at the versions in constraints.txt. Safe to run again: it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +26,5 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_PIN"
-.venv/bin/python -m pip install -q -e ".[host,dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[host,dev]"  # the versions the suite passed with
 echo "setup: ready (.venv/bin/pianoedge)"
