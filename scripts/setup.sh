@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a development/host machine from this repository's own files: system packages (when run as
 # root on Debian/Ubuntu), a virtual environment in .venv with the CPU build of torch, and pianoedge
-# with its host and dev extras, at the versions in constraints.txt. Safe to run again: it only adds what is missing.
+# with its host and dev extras, at the versions in constraints.txt. Safe to run again: it only adds what is
+# missing and moves a package that differs from constraints.txt to its pinned version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
