@@ -9,6 +9,11 @@ included). The baseline (`calibration.hough`) runs on the median of the same fra
 assumes 88 keys, so on 61/76-key takes it counts as a wrong size. "hough, any order" scores its
 corners in whichever of the band's four orders fits best (how far its lines are off, apart from
 telling the low end and the front).
+
+--orders N locks every take N times, the i-th time with the point pairs of each `cv2.findHomography`
+call in a seeded order of their own (`calibration.draws`; order 0: as given): the points are the same, only RANSAC's
+samples differ, so a take whose outcome changes with the order is decided by the draw, not the image.
+Compare a change to the lock against this spread (BENCHMARKS.md, issue 3, thirtieth session).
 """
 from __future__ import annotations
 
@@ -25,11 +30,22 @@ import numpy as np
 
 from pianoedge import keys as K
 from pianoedge.calibration.acquire import frames_from_video, lock_frames
+from pianoedge.calibration.draws import shuffled_fits
 from pianoedge.calibration.hough import hough_corners
 from pianoedge.errors import PianoedgeError
 from pianoedge.studio import music
 from pianoedge.studio.params import VIEWS
 from pianoedge.studio.take import render_take
+
+
+def outcome(lock, size: int, lo: int, truth: np.ndarray) -> tuple[str, float]:
+    """What a lock came to ("refused", "wrong", "within 3 px", "over 3 px") and its mean corner error."""
+    if lock is None:
+        return "refused", float("nan")
+    error = float(np.linalg.norm(lock.corners - truth, axis=1).mean())
+    if (lock.num_keys, lock.lowest_key) != (size, lo):
+        return "wrong", error
+    return ("within 3 px" if error <= 3.0 else "over 3 px"), error
 
 
 def main() -> None:
@@ -40,7 +56,10 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720", help="frame size of the rendered takes, WIDTHxHEIGHT (default 1280x720)")
     parser.add_argument("--keys-given", action="store_true", help="tell the lock each take's keyboard size, as `pianoedge lock --keys` does")
     parser.add_argument("--verbose", action="store_true", help="print one line per take (error or refusal reason)")
+    parser.add_argument("--orders", type=int, default=1, help="lock each take this many times, with the points of every "
+                        "homography fit in another order (RANSAC's draw), and report how much the outcomes move")
     args = parser.parse_args()
+    spread = []  # (take, order, outcome, error) for every order
     width, height = map(int, args.size.lower().split("x"))
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -67,7 +86,17 @@ def main() -> None:
                 error = float(np.linalg.norm(lock.corners - truth, axis=1).mean())
                 rows.append(("lock", view, (lock.num_keys, lock.lowest_key) == (size, lo), error, time.perf_counter() - t, ""))
             except PianoedgeError as exc:
+                lock = None
                 rows.append(("lock", view, False, float("nan"), time.perf_counter() - t, str(exc)))
+            spread.append((video.stem, 0, *outcome(lock, size, lo, truth)))
+            for order in range(1, args.orders):
+                try:
+                    with shuffled_fits(order):
+                        spread.append((video.stem, order, *outcome(lock_frames(frames, size if args.keys_given else None), size, lo, truth)))
+                except PianoedgeError:
+                    spread.append((video.stem, order, *outcome(None, size, lo, truth)))
+                if args.verbose:
+                    print(f"{video.stem} order {order}: {spread[-1][2]} ({spread[-1][3]:.1f} px)", flush=True)
             t = time.perf_counter()
             grey = np.median(np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]), axis=0).astype(np.uint8)
             try:
@@ -98,6 +127,31 @@ def main() -> None:
             within = sum(1 for r in good if r[3] <= 3.0)
             mean = np.mean([r[3] for r in good]) if good else float("nan")
             print(f"| {method} | {view} | {len(sel)} | {refused} | {wrong} | {within} | {mean:.1f} | {np.median([r[4] for r in sel]):.2f} |")
+    if args.orders > 1:
+        print_spread(spread, args.orders)
+
+
+def print_spread(spread: list[tuple[str, int, str, float]], orders: int) -> None:
+    """The lock's results under each order of the points, and the takes whose outcome moves with it."""
+    print(f"\nlock under {orders} orders of the same points (order 0: as given)\n")
+    print("| order | refused | wrong size/octave | within 3 px | mean corner error (px, right keys) | 95th percentile (px) |")
+    print("|---|---|---|---|---|---|")
+    for order in range(orders):
+        sel = [r for r in spread if r[1] == order]
+        errors = np.array([r[3] for r in sel if r[2] in ("within 3 px", "over 3 px")])
+        count = {kind: sum(1 for r in sel if r[2] == kind) for kind in ("refused", "wrong", "within 3 px")}
+        print(f"| {order} | {count['refused']} | {count['wrong']} | {count['within 3 px']} | "
+              f"{errors.mean():.2f} | {np.percentile(errors, 95):.2f} |")
+    takes = sorted({r[0] for r in spread})
+    moved = [t for t in takes if len({r[2] for r in spread if r[0] == t}) > 1]
+    ranges = {t: np.ptp([r[3] for r in spread if r[0] == t]) for t in takes
+              if all(r[2] in ("within 3 px", "over 3 px") for r in spread if r[0] == t)}
+    print(f"\ntakes whose outcome changes with the order: {len(moved)} of {len(takes)}"
+          + (f" ({', '.join(moved)})" if moved else ""))
+    if ranges:
+        worst = max(ranges, key=ranges.get)
+        print(f"corner error range across orders (takes right under all): median {np.median(list(ranges.values())):.2f} px, "
+              f"largest {ranges[worst]:.2f} px ({worst})")
 
 
 if __name__ == "__main__":
