@@ -142,7 +142,9 @@ LENS_STEP = 0.01  # the step of estimate_k1's search
 def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple[list[float], KeyboardFit, float, float]:
     """Candidates for k1 from a first lock: on the image as recorded and after a rough guess of the
     distortion (more guesses while no fit is convincing: under a strong bend the wrong octave can fit
-    the raw image loosely; all of them when the guesses disagree on which keys these are), keeping the
+    the raw image loosely; all of them when the guesses disagree on which keys these are; the next one
+    when fewer than 88 keys fit best under the latest: the middle 61 keys of a bent 88 fit under two
+    guesses, the whole only under a third), keeping the
     fit that agrees best with the keys' edges and black keys (the product of its agreement and
     ``fit_score``, but see ``_whole_keyboard``). The candidates: the most bent estimate of any guess's
     fit (see ``_estimates``) and that best fit's own, when they differ. Also returns the best fit, the
@@ -163,7 +165,11 @@ def _estimate_lens(grey: np.ndarray, num_keys: int | None, clean: bool) -> tuple
         score = fit_score(image, fit)
         fits.append((fit.agreement * score, score, guess, fit))  # white-key edges and black keys alike
         unsure |= len({(f.lowest, f.num_keys) for *_, f in fits}) > 1
-        if tried >= ALWAYS_TRIED and not unsure and max(fits, key=lambda f: f[0])[3].agreement >= CLEAR_AGREEMENT:
+        _, _, best_guess, best = max(fits, key=lambda f: f[0])
+        # a smaller keyboard best read under the latest guess may be the middle of a bigger one that the
+        # next, more bent guess shows whole (its ends fit only there): that guess is tried too
+        settled = best.num_keys == max(K.KEYBOARD_SIZES) or best_guess != guess
+        if tried >= ALWAYS_TRIED and not unsure and best.agreement >= CLEAR_AGREEMENT and settled:
             break
     if not fits:
         raise failure
