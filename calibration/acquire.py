@@ -21,7 +21,7 @@ MIN_FIT_SCORE = 0.6  # share of black keys that must be where the lock says
 MIN_AGREEMENT = 0.35  # share of the white keys' possible gap and edge measurements the fit must explain ...
 GAPS_SHOW_KEY_PX = 14.0  # ... where white keys are this wide or wider (px); narrower, proportionally less (see _min_agreement)
 # a fit of more keys taken for the whole of a smaller fit explains about as many measurements, or more: in
-# the test views and 144 fresh takes under 3 draws each, the real wholes explained 0.89-1.40 times the part's, a wrong lens's 0.67-0.72
+# the test views and 144 fresh takes under 3 draws each, the real wholes explained 0.89-1.40 times the part's, a wrong lens's 0.64-0.72
 WHOLE_EXPLAINS = 0.8
 MOSTLY_AGREE = 0.6  # below MIN_AGREEMENT, a fit that explains this share of the measurements it made lacks evidence (few show)
 KEYFRAME_INTERVAL = 250  # frames between H.264 keyframes at most, as x264 writes them by default

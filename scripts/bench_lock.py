@@ -38,6 +38,17 @@ from pianoedge.studio.params import VIEWS
 from pianoedge.studio.take import render_take
 
 
+RIGHT_KEYS = ("within 3 px", "over 3 px")  # the outcomes of a lock that names the right keys
+
+
+def try_lock(frames: list[np.ndarray], keys: int | None):
+    """``lock_frames``'s lock and "", or None and its refusal."""
+    try:
+        return lock_frames(frames, keys), ""
+    except PianoedgeError as exc:
+        return None, str(exc)
+
+
 def outcome(lock, size: int, lo: int, truth: np.ndarray) -> tuple[str, float]:
     """What a lock came to ("refused", "wrong", "within 3 px", "over 3 px") and its mean corner error."""
     if lock is None:
@@ -79,22 +90,16 @@ def main() -> None:
                 video = render_take(list(perf.notes), tmp, video.stem, seed, num_keys=size, view=view, width=width, height=height)
             meta = json.loads(video.with_suffix(".json").read_text())
             truth = np.array(meta["corners"])
+            keys = size if args.keys_given else None
             t = time.perf_counter()
             frames = frames_from_video(video)
-            try:
-                lock = lock_frames(frames, size if args.keys_given else None)  # lens distortion estimated, not given
-                error = float(np.linalg.norm(lock.corners - truth, axis=1).mean())
-                rows.append(("lock", view, (lock.num_keys, lock.lowest_key) == (size, lo), error, time.perf_counter() - t, ""))
-            except PianoedgeError as exc:
-                lock = None
-                rows.append(("lock", view, False, float("nan"), time.perf_counter() - t, str(exc)))
-            spread.append((video.stem, 0, *outcome(lock, size, lo, truth)))
+            lock, reason = try_lock(frames, keys)  # lens distortion estimated, not given
+            kind, error = outcome(lock, size, lo, truth)
+            rows.append(("lock", view, kind in RIGHT_KEYS, error, time.perf_counter() - t, reason))
+            spread.append((video.stem, 0, kind, error))
             for order in range(1, args.orders):
-                try:
-                    with shuffled_fits(order):
-                        spread.append((video.stem, order, *outcome(lock_frames(frames, size if args.keys_given else None), size, lo, truth)))
-                except PianoedgeError:
-                    spread.append((video.stem, order, *outcome(None, size, lo, truth)))
+                with shuffled_fits(order):
+                    spread.append((video.stem, order, *outcome(try_lock(frames, keys)[0], size, lo, truth)))
                 if args.verbose:
                     print(f"{video.stem} order {order}: {spread[-1][2]} ({spread[-1][3]:.1f} px)", flush=True)
             t = time.perf_counter()
@@ -138,14 +143,14 @@ def print_spread(spread: list[tuple[str, int, str, float]], orders: int) -> None
     print("|---|---|---|---|---|---|")
     for order in range(orders):
         sel = [r for r in spread if r[1] == order]
-        errors = np.array([r[3] for r in sel if r[2] in ("within 3 px", "over 3 px")])
+        errors = np.array([r[3] for r in sel if r[2] in RIGHT_KEYS])
         count = {kind: sum(1 for r in sel if r[2] == kind) for kind in ("refused", "wrong", "within 3 px")}
         print(f"| {order} | {count['refused']} | {count['wrong']} | {count['within 3 px']} | "
               f"{errors.mean():.2f} | {np.percentile(errors, 95):.2f} |")
     takes = sorted({r[0] for r in spread})
     moved = [t for t in takes if len({r[2] for r in spread if r[0] == t}) > 1]
     ranges = {t: np.ptp([r[3] for r in spread if r[0] == t]) for t in takes
-              if all(r[2] in ("within 3 px", "over 3 px") for r in spread if r[0] == t)}
+              if all(r[2] in RIGHT_KEYS for r in spread if r[0] == t)}
     print(f"\ntakes whose outcome changes with the order: {len(moved)} of {len(takes)}"
           + (f" ({', '.join(moved)})" if moved else ""))
     if ranges:
