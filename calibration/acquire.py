@@ -235,6 +235,18 @@ def _white_key_px(ends: np.ndarray, num_keys: int) -> float:
     return float(np.linalg.norm(ends[1] - ends[0])) / K.layout(num_keys).num_white
 
 
+def _median_frame(greys: list[np.ndarray]) -> np.ndarray:
+    """The pixelwise median of grey frames, the same as ``np.median(..., axis=0).astype(np.uint8)``, about
+    twice as fast: a partition at the middle alone, with no mean taken per pixel where the count is odd."""
+    if len(greys) == 1:
+        return greys[0]
+    stack, middle = np.stack(greys), len(greys) // 2
+    if len(greys) % 2:
+        return np.partition(stack, middle, axis=0)[middle]
+    both = np.partition(stack, [middle - 1, middle], axis=0)
+    return ((both[middle - 1].astype(np.float64) + both[middle]) / 2).astype(np.uint8)
+
+
 def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float | None = None) -> Lock:
     """Lock onto the keyboard seen in ``frames`` (one or more of the same view).
 
@@ -242,7 +254,7 @@ def lock_frames(frames: list[np.ndarray], num_keys: int | None = None, k1: float
     straight edges, and the lock is fitted again on the undistorted image when it matters.
     """
     greys = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if f.ndim == 3 else f for f in frames]
-    median = np.median(np.stack(greys), axis=0).astype(np.uint8) if len(greys) > 1 else greys[0]  # hands fade
+    median = _median_frame(greys)  # hands fade
     height, width = median.shape
     small = median if width <= LOCK_WIDTH else cv2.resize(median, (LOCK_WIDTH, round(height * LOCK_WIDTH / width)),
                                                           interpolation=cv2.INTER_AREA)

@@ -121,8 +121,8 @@ def main() -> None:
                 for r in rows[-3:]:
                     print(f"{video.stem} {size} keys {r[0]:5} {r[1]:8} right={r[2]} error={r[3]:.1f} px {r[4]:.2f} s {r[5][:150]}", flush=True)
     print(f"lock benchmark, {date.today()}, {args.takes} takes from seed {args.seed}, {width}x{height} H.264, 1 core\n")
-    print("| method | view | takes | refused | wrong size/octave | within 3 px | mean corner error (px, right keys) | median time (s) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| method | view | takes | refused | wrong size/octave | within 3 px | mean corner error (px, right keys) | median time (s) | slowest (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for method in ("lock", "hough", "hough, any order"):
         for view in list(VIEWS) + ["all"]:
             sel = [r for r in rows if r[0] == method and view in ("all", r[1])]
@@ -131,7 +131,8 @@ def main() -> None:
             good = [r for r in sel if not r[5] and r[2]]
             within = sum(1 for r in good if r[3] <= 3.0)
             mean = np.mean([r[3] for r in good]) if good else float("nan")
-            print(f"| {method} | {view} | {len(sel)} | {refused} | {wrong} | {within} | {mean:.1f} | {np.median([r[4] for r in sel]):.2f} |")
+            seconds = [r[4] for r in sel]
+            print(f"| {method} | {view} | {len(sel)} | {refused} | {wrong} | {within} | {mean:.1f} | {np.median(seconds):.2f} | {max(seconds):.2f} |")
     if args.orders > 1:
         print_spread(spread, args.orders)
 
