@@ -778,36 +778,61 @@ def _which_keys(gray: np.ndarray, row: BlackKeyRow, num_keys: int | None, near: 
 def _fit_white_keys(gray: np.ndarray, lo: int, size: int, h: np.ndarray) -> KeyboardFit:
     """The fit of the white-key surface, from the black-key-top homography ``h`` of a keyboard of
     ``size`` keys from ``lo``: refitted to the white keys' gaps and front edge, then its depth to
-    their measured ends (or, seen from behind, to perspective)."""
+    their measured ends (or, seen from behind, to perspective; where the perspective cannot tell
+    which, both, keeping the depth under which more black keys are where the fit puts them)."""
     n_white = K.layout(size).num_white
     x0 = REFERENCE.key(lo).left * U
     px_per_mm = _px_per_mm(h, lo, size)
     # refit on the white-key surface (z = 0), starting from the black-key plane as it is and as
     # corrected for parallax; keep the start whose fit agrees with the most gap and edge measurements
     results = [_refine(gray, start, x0, n_white, px_per_mm) for start in (h, _white_plane(gray, h, x0, n_white, px_per_mm))]
-    h, (world_pts, image_pts, agree) = max(results, key=lambda r: r[1][2])
-    if _seen_from_behind(h, x0, n_white * U):
-        # from the music stand: a first depth from perspective brings the front edge within reach,
-        # and with the front in place the perspective gives the depth again, now both ways
-        h = _front_to_edge(gray, _depth_from_perspective(h, gray.shape, lengthen_only=True), x0, n_white, px_per_mm, behind=True)
-        if h is None:
-            raise PianoedgeError("no reliable lock: seen from behind, the keys' front edge does not show against the case, "
-                                 "so their depth is unknown; film from the player's side or from above, or light the keys' front")
-        h = _depth_from_perspective(h, gray.shape, focal=_focal_from_behind(gray, h, lo, size))
-    else:  # the back ends are in view: measure both edges (where they show)
-        front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
-        face = 0.0 if front is None else _face_depth(front, gray.shape)
-        top = _face_top(gray, front, x0, n_white, face) if face > MIN_FACE_MM else None
-        if top is not None:  # the edge found is the foot of the keys' front face: the fit's front is that far forward
-            h, (world_pts, image_pts, agree) = _from_face_foot(gray, front, x0, n_white, px_per_mm, top)
-        else:
-            h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
-            if face > MIN_FACE_MM:  # a face lit like the tops shows no top edge: is the edge found its foot?
-                foot = _from_face_foot(gray, front, x0, n_white, px_per_mm, face)
-                if _black_key_share(gray, foot[0], lo, size) > _black_key_share(gray, h, lo, size) + UNSEEN_FACE_MARGIN:
-                    h, (world_pts, image_pts, agree) = foot
+    h, kept = max(results, key=lambda r: r[1][2])
+    widening = _back_widening(h, x0, n_white * U)
+
+    def depth(behind: bool):  # the homography with its depth set, and the measurements of its last refit
+        return (_depth_from_behind(gray, h, lo, size, px_per_mm), kept) if behind else _depth_from_front(gray, h, lo, size, px_per_mm, kept)
+
+    likelier = depth(widening > BEHIND_WIDENING)
+    if UNSURE_WIDENING[0] < widening <= UNSURE_WIDENING[1]:  # the camera may be straight above the keys or low behind them
+        try:
+            other = depth(widening <= BEHIND_WIDENING)
+        except PianoedgeError:
+            other = None
+        if other is not None and _black_key_share(gray, other[0], lo, size) > _black_key_share(gray, likelier[0], lo, size) + OTHER_SIDE_MARGIN:
+            likelier = other
+    h, (world_pts, image_pts, agree) = likelier
     possible = len(GAP_ROWS_MM) * (n_white + 1) + n_white + len(LONG_GAP_ROWS_MM) * 2 * n_white // 7
     return KeyboardFit(h, lo, size, agree / possible, len(world_pts) / possible, world_pts, image_pts)
+
+
+def _depth_from_behind(gray: np.ndarray, h: np.ndarray, lo: int, size: int, px_per_mm: float) -> np.ndarray:
+    """The fit's depth seen from the music stand, where the nameboard hides the keys' back ends: a first
+    depth from perspective brings the front edge within reach, and with the front in place the
+    perspective gives the depth again, now both ways."""
+    x0, n_white = REFERENCE.key(lo).left * U, K.layout(size).num_white
+    front = _front_to_edge(gray, _depth_from_perspective(h, gray.shape, lengthen_only=True), x0, n_white, px_per_mm, behind=True)
+    if front is None:
+        raise PianoedgeError("no reliable lock: seen from behind, the keys' front edge does not show against the case, "
+                             "so their depth is unknown; film from the player's side or from above, or light the keys' front")
+    return _depth_from_perspective(front, gray.shape, focal=_focal_from_behind(gray, front, lo, size))
+
+
+def _depth_from_front(gray: np.ndarray, h: np.ndarray, lo: int, size: int, px_per_mm: float, kept):
+    """The fit's depth where the keys' back ends are in view: both edges measured where they show (the
+    front edge may be the foot of the keys' lit front face). Returns the homography and the
+    measurements of its last refit (``kept``, ``_refine``'s, unless the face moved the front)."""
+    x0, n_white = REFERENCE.key(lo).left * U, K.layout(size).num_white
+    front = _front_to_edge(gray, h, x0, n_white, px_per_mm)
+    face = 0.0 if front is None else _face_depth(front, gray.shape)
+    top = _face_top(gray, front, x0, n_white, face) if face > MIN_FACE_MM else None
+    if top is not None:  # the edge found is the foot of the keys' front face: the fit's front is that far forward
+        return _from_face_foot(gray, front, x0, n_white, px_per_mm, top)
+    h = _back_to_edge(gray, h if front is None else front, x0, n_white, px_per_mm)
+    if face > MIN_FACE_MM:  # a face lit like the tops shows no top edge: is the edge found its foot?
+        foot = _from_face_foot(gray, front, x0, n_white, px_per_mm, face)
+        if _black_key_share(gray, foot[0], lo, size) > _black_key_share(gray, h, lo, size) + UNSEEN_FACE_MARGIN:
+            return foot
+    return h, kept
 
 
 UNSEEN_FACE_MARGIN = 0.25  # share of black keys by which a fit taking the front edge found as a face's foot must do better
@@ -838,11 +863,20 @@ def _same_keys(h: np.ndarray, lo: int, size: int, near: np.ndarray, within: floa
     return bool(np.linalg.norm(ends - near, axis=1).max() < within * key_px)
 
 
-def _seen_from_behind(h: np.ndarray, x0: float, width: float) -> bool:
-    """True when the keys look wider at their back than at their front: the camera is behind them."""
+BEHIND_WIDENING = 1.02  # keys that look this much wider at their back than at their front (``_back_widening``) are seen from behind
+# where the camera may be straight above the keys (up to 1.012 in 96 fresh takes at tilts under 3 degrees) or
+# behind them at a low tilt (1.018-1.021 from the stand at 19 degrees, seed 7069), the other side's depth is tried
+# too, and taken when clearly more black keys are where it puts them (a wrong depth misplaces half of them)
+UNSURE_WIDENING = (1.0, 1.035)
+OTHER_SIDE_MARGIN = 0.25
+
+
+def _back_widening(h: np.ndarray, x0: float, width: float) -> float:
+    """How much wider the keys look at their back than at their front, mid-keyboard (over 1: the camera
+    is behind them, under 1: in front, about 1: straight above)."""
     mid = x0 + width / 2
     p = _apply(h, np.array([[mid, 0.0], [mid + 10, 0.0], [mid, K.WHITE_KEY_LENGTH_MM], [mid + 10, K.WHITE_KEY_LENGTH_MM]]))
-    return bool(np.linalg.norm(p[3] - p[2]) > 1.02 * np.linalg.norm(p[1] - p[0]))
+    return float(np.linalg.norm(p[3] - p[2]) / np.linalg.norm(p[1] - p[0]))
 
 
 def _centred(h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
