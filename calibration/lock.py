@@ -492,6 +492,8 @@ def _steps_nearest(values: np.ndarray, ys: np.ndarray, sign: int, reach: int, to
     ``target``, where the grey level rises (``sign`` 1) or falls (-1) most steeply over two samples
     (about a pixel), by at least 6 levels, with the key-top brightness (``tops``, one per line)
     ``reach`` samples on the key's side of it; -1 where none does."""
+    if len(ys) < 3:  # no sample has a neighbour either side
+        return np.full(len(values), -1)
     step = sign * np.gradient(values, axis=1) * 2
     inner = np.arange(1, len(ys) - 1)
     keyside = values[:, np.clip(inner + sign * reach, 0, len(ys) - 1)]
